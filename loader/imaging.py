@@ -1,0 +1,67 @@
+"""Which JPEG decoder and resize implementation this process uses, reported once.
+
+Throughput depends on them more than on anything in Python: Pillow-SIMD vs Pillow,
+libjpeg-turbo vs libjpeg, and whether OpenCV dispatches AVX2 kernels.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+from importlib import metadata
+
+__all__ = ["backend_report", "log_backend_report_once"]
+
+LOG = logging.getLogger("loader.imaging")
+
+
+def _dist_version(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+@functools.lru_cache(maxsize=1)
+def backend_report() -> dict:
+    """Facts about the imaging libraries in this process (cached)."""
+    import cv2
+    import PIL
+    from PIL import features
+
+    build = cv2.getBuildInformation()
+    m = re.search(r"^\s*JPEG:\s*(.+)$", build, re.M)
+    cv_jpeg = m.group(1).strip() if m else "unknown"
+    simd = _dist_version("pillow-simd")
+    try:
+        avx2 = bool(cv2.checkHardwareSupport(cv2.CPU_AVX2))
+    except Exception:
+        avx2 = False
+    return {
+        "pillow": PIL.__version__,
+        "pillow_distribution": "pillow-simd" if simd else "pillow",
+        "pillow_libjpeg_turbo": bool(features.check_feature("libjpeg_turbo")),
+        "pillow_jpeg_version": features.version("jpg"),
+        "opencv": cv2.__version__,
+        "opencv_jpeg": cv_jpeg,
+        "cpu_avx2": avx2,
+        "opencv_threads": cv2.getNumThreads(),
+        # What the CPU engine uses for each step; the painter (loader/backends/cpu) keeps this current.
+        "jpeg_decoder": f"OpenCV {cv2.__version__} imdecode ({cv_jpeg}), DCT-reduced when the target is <= 1/2",
+        "resize": f"OpenCV cv2.resize INTER_LINEAR ({'AVX2' if avx2 else 'baseline'} kernels)",
+    }
+
+
+def describe() -> str:
+    r = backend_report()
+    pil = f"{r['pillow_distribution']} {r['pillow']} (libjpeg{'-turbo' if r['pillow_libjpeg_turbo'] else ''} " \
+          f"{r['pillow_jpeg_version']})"
+    return f"JPEG decode: {r['jpeg_decoder']}; resize: {r['resize']}; PIL: {pil}"
+
+
+@functools.lru_cache(maxsize=1)
+def log_backend_report_once() -> str:
+    line = describe()
+    LOG.info(line)
+    return line
