@@ -1,0 +1,1 @@
+"""Framework adapters for the ``loader`` engine (the engine itself never imports them)."""

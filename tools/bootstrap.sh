@@ -26,8 +26,10 @@ fi
 
 echo "[bootstrap] preparing $VENV (python: $($PY --version 2>&1))"
 [[ -x "$VENV/bin/python" ]] || "$PY" -m venv "$VENV"
-PIP="$VENV/bin/python -m pip"
 export PIP_DISABLE_PIP_VERSION_CHECK=1
+# pip, minus the noise of this machine family's local find-links folders
+PIP() { "$VENV/bin/python" -m pip "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2); }
+PIP="PIP"
 $PIP install -q --upgrade pip setuptools wheel
 # shellcheck disable=SC2086
 $PIP install -q $TORCH_PIN
@@ -41,13 +43,14 @@ for other in opencv-python-headless opencv-contrib-python opencv-contrib-python-
   fi
 done
 
-# Pillow -> Pillow-SIMD (AVX2 where the CPU has it).
-if ! $PIP show -q pillow-simd >/dev/null 2>&1; then
+# Pillow -> Pillow-SIMD (AVX2 where the CPU has it). Any install that resolves Ultralytics'
+# dependencies brings Pillow back over the shared PIL folder, so swap whenever Pillow is present.
+if [[ "${NO_PILLOW_SIMD:-0}" != 1 ]] && $PIP show -q pillow >/dev/null 2>&1; then
   cflags="${CFLAGS:-}"
   if grep -q avx2 /proc/cpuinfo 2>/dev/null; then cflags="$cflags -mavx2"; fi
-  $PIP uninstall -y -q pillow || true
+  $PIP uninstall -y -q pillow pillow-simd >/dev/null 2>&1 || true
   # shellcheck disable=SC2086
-  if CFLAGS="$cflags" $PIP install -q --no-deps --no-cache-dir --force-reinstall $PILLOW_SIMD_PIN; then
+  if CFLAGS="$cflags" $PIP install -q --no-deps $PILLOW_SIMD_PIN; then
     echo "[bootstrap] Pillow-SIMD installed (CFLAGS='$cflags')"
   else
     echo "[bootstrap] WARNING: Pillow-SIMD failed to build; continuing on stock Pillow" >&2
@@ -61,6 +64,9 @@ from importlib import metadata
 dists = [d.metadata["Name"].lower() for d in metadata.distributions()]
 cv = [d for d in dists if d.startswith("opencv")]
 assert len(cv) == 1, f"expected exactly one OpenCV wheel, found {cv}"
-print(f"[bootstrap] ok: PIL {PIL.__version__}, OpenCV {cv2.__version__} ({cv[0]}), numpy {numpy.__version__}")
+pil = [d for d in dists if d in ("pillow", "pillow-simd")]
+assert len(pil) == 1, f"expected exactly one of pillow / pillow-simd, found {pil}"
+assert metadata.version(pil[0]) == PIL.__version__, f"PIL {PIL.__version__} does not match {pil[0]}"
+print(f"[bootstrap] ok: PIL {PIL.__version__} ({pil[0]}), OpenCV {cv2.__version__} ({cv[0]}), numpy {numpy.__version__}")
 EOF
 echo "$stamp_src" > "$stamp_file"

@@ -254,7 +254,7 @@ def build_index(source, split: str = "train", *, names=None, cache: bool | str |
     num_cls = len(src.names) if src.names else None
     im_files = src.im_files
     if not im_files:
-        raise DatasetError(f"no image files found in {source!r} ({split})"
+        raise DatasetError(f"no image files found in {source} ({split})"
                            + (f"; {len(src.ignored)} files with non-image extensions" if src.ignored else ""))
     lb_files = [img2label_path(p) for p in im_files]
     stats = _stats(im_files, lb_files)
@@ -303,9 +303,9 @@ def build_index(source, split: str = "train", *, names=None, cache: bool | str |
                         "candidates": len(im_files)}
     _report(index, verbose)
     if len(index) == 0:
-        reasons = "; ".join(f"{n} {r}" for r, n in index.skip_counts().items())
+        reasons = ", ".join(f"{n} {r}" for r, n in index.skip_counts().items())
         first = "\n  ".join(f"{s.path}: {s.reason}: {s.detail}" for s in index.skipped[:5])
-        raise DatasetError(f"no usable images in {source!r} ({split}): all {len(im_files)} skipped ({reasons})"
+        raise DatasetError(f"no usable images in {source} ({split}): all {len(im_files)} skipped ({reasons})"
                            f"\n  {first}")
     return index
 

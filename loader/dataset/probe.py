@@ -40,9 +40,27 @@ class BadSample(Exception):
         self.reason, self.detail = reason, detail
 
 
+def _pil_open():
+    """PIL's own ``Image.open``, also when a library replaced it.
+
+    Ultralytics patches ``Image.open`` so that an unidentified file triggers a pip install
+    of a HEIF plugin; a data check must not install packages, nor try once per bad file.
+    """
+    op = Image.open
+    for _ in range(4):
+        if getattr(op, "__module__", "PIL.Image") == "PIL.Image":
+            return op
+        inner = [v for v in getattr(op, "__globals__", {}).values()
+                 if callable(v) and getattr(v, "__module__", None) == "PIL.Image" and getattr(v, "__name__", "") == "open"]
+        if not inner:
+            break
+        op = inner[0]
+    return op
+
+
 def _decodes_fully(path: str) -> bool:
     try:
-        with Image.open(path) as im:
+        with _pil_open()(path) as im:
             im.load()
         return True
     except Exception:
@@ -64,7 +82,7 @@ def probe_image(path: str) -> tuple[int, int, int, int, str]:
     if size == 0:
         raise BadSample("zero-byte", "image file is empty (0 bytes)")
     try:
-        with Image.open(path) as im:
+        with _pil_open()(path) as im:
             im.verify()
             fmt = (im.format or "").lower()
             w, h = im.size
@@ -73,6 +91,8 @@ def probe_image(path: str) -> tuple[int, int, int, int, str]:
                 orientation = int(exif.get(274) or 0)
             except Exception:
                 orientation = 0
+    except Image.UnidentifiedImageError:
+        raise BadSample("corrupt", "not a recognised image (unknown file signature)") from None
     except Exception as e:  # PIL raises many types for garbage, truncation, bad CRCs
         raise BadSample("corrupt", f"cannot read image header: {type(e).__name__}: {e}") from None
     if fmt not in IMG_FORMATS | {"jpeg2000"}:
