@@ -174,6 +174,8 @@ def parse_labels(path: str, num_cls: int | None, single_cls: bool = False):
     if num_cls is not None and max_cls >= num_cls:
         raise BadSample("unknown class", f"class {int(max_cls)} not in names (0-{num_cls - 1})")
     nl = len(lb)
+    if len({r.tobytes() for r in lb}) == nl and not segments:  # no duplicates: skip np.unique (80 us)
+        return lb, "ok", 0
     _, i = np.unique(lb, axis=0, return_index=True)
     if len(i) < nl and segments:  # distinct polygons may share a class and box
         keys = np.array([c.tobytes() + s.tobytes() for c, s in zip(lb[:, 0], segments)], dtype=object)
