@@ -1,0 +1,182 @@
+"""Execute a plan on pixels with OpenCV, straight into a batch buffer.
+
+Two routes, chosen per plan:
+
+* **axis-aligned** (scale + translate + flips: the default hyperparameters, val
+  letterboxing): each tile's visible crop is warped straight into the output pixels it
+  covers. No 2s x 2s canvas, no full-frame fill: only uncovered pixels get 114.
+* **general** (rotation, shear, perspective): the part of the mosaic canvas that the
+  output sees is assembled (114 fill + tile crops) and warped once, exactly as
+  Ultralytics does.
+
+Then mixup (Ultralytics' float blend), HSV through one 3-channel LUT, and the BGR->RGB
+swap folded into the HSV->RGB conversion. Flips are already in the plan's matrix.
+"""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+from ...plan import Plan
+
+__all__ = ["paint", "hsv_lut", "apply_hsv"]
+
+FILL = 114
+
+
+def _same_buffer(a: np.ndarray, b: np.ndarray) -> bool:
+    return a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+
+
+def _warp_into(src: np.ndarray, A: np.ndarray, dst: np.ndarray, border: int, perspective: bool = False) -> None:
+    """Warp ``src`` by ``A`` (src pixel -> dst pixel) into the view ``dst`` in place."""
+    h, w = dst.shape[:2]
+    if perspective:
+        out = cv2.warpPerspective(src, A, (w, h), dst=dst, flags=cv2.INTER_LINEAR, borderMode=border,
+                                  borderValue=(FILL, FILL, FILL))
+    else:
+        out = cv2.warpAffine(src, A[:2], (w, h), dst=dst, flags=cv2.INTER_LINEAR, borderMode=border,
+                             borderValue=(FILL, FILL, FILL))
+    if not _same_buffer(out, dst):  # OpenCV allocated instead of writing the view: copy
+        dst[...] = out
+
+
+def _translate(x: float, y: float) -> np.ndarray:
+    return np.array([[1, 0, x], [0, 1, y], [0, 0, 1]], np.float64)
+
+
+def _paint_axis_aligned(plan: Plan, images: list[np.ndarray], out: np.ndarray) -> None:
+    H, W = plan.out_hw
+    M = plan.M.astype(np.float64)
+    sx, tx, sy, ty = M[0, 0], M[0, 2], M[1, 1], M[1, 2]
+    covered = []
+    for tile, im in zip(plan.tiles, images):
+        x1b, y1b, x2b, y2b = tile.crop
+        if x2b <= x1b or y2b <= y1b:
+            continue
+        ax, ay = tile.at
+        # canvas pixels [ax, ax + cw) cover continuous [ax - .5, ax + cw - .5); map both ends
+        ex = sorted((sx * (ax - 0.5) + tx, sx * (ax + x2b - x1b - 0.5) + tx))
+        ey = sorted((sy * (ay - 0.5) + ty, sy * (ay + y2b - y1b - 0.5) + ty))
+        X0, X1 = max(math.ceil(ex[0]), 0), min(math.ceil(ex[1]), W)
+        Y0, Y1 = max(math.ceil(ey[0]), 0), min(math.ceil(ey[1]), H)
+        if X1 <= X0 or Y1 <= Y0:
+            continue
+        crop = im[y1b:y2b, x1b:x2b]
+        A = _translate(-X0, -Y0) @ M @ _translate(ax, ay)
+        if A[0, 0] == 1 and A[1, 1] == 1 and float(A[0, 2]).is_integer() and float(A[1, 2]).is_integer():
+            ox, oy = int(A[0, 2]), int(A[1, 2])  # pure shift: copy
+            out[Y0:Y1, X0:X1] = crop[-oy:Y1 - Y0 - oy, -ox:X1 - X0 - ox]
+        else:
+            _warp_into(crop, A, out[Y0:Y1, X0:X1], cv2.BORDER_REPLICATE)
+        covered.append((Y0, Y1, X0, X1))
+    _fill_uncovered(out, covered)
+
+
+def _fill_uncovered(out: np.ndarray, rects: list[tuple[int, int, int, int]]) -> None:
+    """Fill with 114 every pixel outside the painted rectangles (row bands, no full-frame pass)."""
+    H, W = out.shape[:2]
+    if not rects:
+        out[...] = FILL
+        return
+    ys = sorted({0, H, *[r[0] for r in rects], *[r[1] for r in rects]})
+    for y0, y1 in zip(ys[:-1], ys[1:]):
+        spans = sorted((r[2], r[3]) for r in rects if r[0] <= y0 and r[1] >= y1)
+        x = 0
+        for a, b in spans:
+            if a > x:
+                out[y0:y1, x:a] = FILL
+            x = max(x, b)
+        if x < W:
+            out[y0:y1, x:W] = FILL
+
+
+def _paint_general(plan: Plan, images: list[np.ndarray], out: np.ndarray) -> None:
+    H, W = plan.out_hw
+    M = plan.M.astype(np.float64)
+    ch, cw = plan.canvas_hw
+    try:
+        Minv = np.linalg.inv(M)
+    except np.linalg.LinAlgError:
+        out[...] = FILL
+        return
+    corners = np.array([[-1, -1, 1], [W, -1, 1], [-1, H, 1], [W, H, 1]], np.float64) @ Minv.T
+    if plan.perspective and (corners[:, 2] <= 0).any():
+        cx0, cy0, cx1, cy1 = 0, 0, cw, ch  # the view reaches the horizon: take the whole canvas
+    else:
+        pts = corners[:, :2] / corners[:, 2:3]
+        cx0, cy0 = (max(int(math.floor(v)) - 1, 0) for v in pts.min(0))
+        cx1, cy1 = min(int(math.ceil(pts[:, 0].max())) + 2, cw), min(int(math.ceil(pts[:, 1].max())) + 2, ch)
+    if cx1 <= cx0 or cy1 <= cy0:
+        out[...] = FILL
+        return
+    if len(plan.tiles) == 1 and plan.tiles[0].at == (0, 0) and plan.tiles[0].crop == (0, 0, cw, ch):
+        sub = images[0][cy0:cy1, cx0:cx1]  # the canvas is the image itself: no copy
+    else:
+        sub = np.full((cy1 - cy0, cx1 - cx0, 3), FILL, np.uint8)
+        for tile, im in zip(plan.tiles, images):
+            x1b, y1b, x2b, y2b = tile.crop
+            ax, ay = tile.at
+            # canvas rectangle of the tile, intersected with the sub-canvas
+            bx0, by0 = max(ax, cx0), max(ay, cy0)
+            bx1, by1 = min(ax + x2b - x1b, cx1), min(ay + y2b - y1b, cy1)
+            if bx1 <= bx0 or by1 <= by0:
+                continue
+            sub[by0 - cy0:by1 - cy0, bx0 - cx0:bx1 - cx0] = \
+                im[y1b + by0 - ay:y1b + by1 - ay, x1b + bx0 - ax:x1b + bx1 - ax]
+    _warp_into(sub, M @ _translate(cx0, cy0), out, cv2.BORDER_CONSTANT, plan.perspective)
+
+
+def hsv_lut(r: np.ndarray) -> np.ndarray:
+    """Ultralytics' ``RandomHSV`` 3-channel LUT for gains ``r`` (already multiplied by the hyp gains)."""
+    x = np.arange(0, 256, dtype=np.float64)
+    lut_hue = ((x + r[0] * 180) % 180).astype(np.uint8)
+    lut_sat = np.clip(x * (r[1] + 1), 0, 255).astype(np.uint8)
+    lut_val = np.clip(x * (r[2] + 1), 0, 255).astype(np.uint8)
+    lut_sat[0] = 0
+    return np.stack((lut_hue, lut_sat, lut_val), -1).reshape(1, 256, 3)
+
+
+def apply_hsv(img_bgr: np.ndarray, r: np.ndarray | None, to_rgb: bool) -> None:
+    """HSV jitter in place, ending in RGB (``to_rgb``) or BGR channel order."""
+    if r is None:
+        if to_rgb:
+            _cvt_into(img_bgr, cv2.COLOR_BGR2RGB)
+        return
+    hsv = cv2.cvtColor(img_bgr, cv2.COLOR_BGR2HSV)
+    cv2.LUT(hsv, hsv_lut(r), dst=hsv)
+    _cvt_into(hsv, cv2.COLOR_HSV2RGB if to_rgb else cv2.COLOR_HSV2BGR, img_bgr)
+
+
+def _cvt_into(src: np.ndarray, code: int, dst: np.ndarray | None = None) -> None:
+    dst = src if dst is None else dst
+    res = cv2.cvtColor(src, code, dst=dst)
+    if not _same_buffer(res, dst):
+        dst[...] = res
+
+
+def _paint_geometry(plan: Plan, load, out: np.ndarray) -> None:
+    images = [load(t.index) for t in plan.tiles]
+    if plan.axis_aligned:
+        _paint_axis_aligned(plan, images, out)
+    else:
+        _paint_general(plan, images, out)
+
+
+def paint(plan: Plan, load, out: np.ndarray) -> None:
+    """Paint ``plan`` into ``out`` (H, W, 3 uint8, RGB unless the plan keeps BGR).
+
+    ``load(index)`` returns the BGR image at Ultralytics' load size (see ``images.ImageCache``).
+    """
+    if out.shape != (*plan.out_hw, 3) or out.dtype != np.uint8:
+        raise ValueError(f"output buffer {out.shape} {out.dtype} does not match plan {plan.out_hw}")
+    _paint_geometry(plan, load, out)
+    if plan.mix is not None:
+        other = np.empty_like(out)
+        _paint_geometry(plan.mix, load, other)
+        r = plan.mix_r
+        out[...] = (out * r + other * (1 - r)).astype(np.uint8)
+    apply_hsv(out, plan.hsv, to_rgb=not plan.keep_bgr)
