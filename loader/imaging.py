@@ -34,8 +34,8 @@ def backend_report() -> dict:
     m = re.search(r"^\s*JPEG:\s*(.+)$", build, re.M)
     cv_jpeg = m.group(1).strip() if m else "unknown"
     simd = _dist_version("pillow-simd")
-    try:
-        avx2 = bool(cv2.checkHardwareSupport(cv2.CPU_AVX2))
+    try:  # OpenCV 5's Python module has no CPU_* constants: 11 is CV_CPU_AVX2
+        avx2 = bool(cv2.checkHardwareSupport(getattr(cv2, "CPU_AVX2", 11)))
     except Exception:
         avx2 = False
     return {

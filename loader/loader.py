@@ -1,0 +1,238 @@
+"""``DetectionLoader``: index -> sampler -> plan -> paint -> batch, as one iterable.
+
+Usable from a plain PyTorch loop; ``integration.ultralytics`` adapts it to the trainer.
+Iteration is lazy (a new ``iter()`` starts where the sampler stands), yields exactly
+``len(loader)`` batches per epoch, and advances to the next epoch by itself (as a
+shuffling DataLoader does); ``set_epoch(e)`` pins the epoch (DDP).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import numpy as np
+
+from .batch import BatchRing, assemble
+from .dataset import DatasetIndex, build_index
+from .imaging import log_backend_report_once
+from .plan import Hyp, Planner, UnsupportedHyp, rect_batch_shapes
+from .pool import OrderedPool
+from .sampler import ShardedSampler
+
+__all__ = ["DetectionLoader", "default_workers"]
+
+LOG = logging.getLogger("loader")
+
+
+def default_workers() -> int:
+    """Painter threads when ``workers="auto"`` and no tuner recommendation exists: one per core."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return max(1, os.cpu_count() or 1)
+
+
+class DetectionLoader:
+    """Ultralytics-compatible detection batches from a data.yaml, folder, file list or ``DatasetIndex``.
+
+    Train (``augment=True``): mosaic, affine, mixup, HSV, flips as planned by ``loader.plan`` with
+    Ultralytics' hyperparameters (``hyp``: dict/namespace, unknown keys ignored, unsupported values
+    refused). Val (``augment=False``): letterbox without upscaling; ``rect=True`` sorts by aspect ratio
+    and gives each batch its own shape, as Ultralytics' validator does.
+    """
+
+    def __init__(self, source, imgsz: int = 896, batch_size: int = 16, workers="auto", backend: str = "auto",
+                 augment: bool = True, hyp=None, rect: bool = False, seed: int = 0, rank: int = 0,
+                 world_size: int = 1, split: str | None = None, names=None, prefetch: int = 2,
+                 cache_bytes: int | None = None, stride: int = 32, pad: float = 0.5, drop_last: bool = False,
+                 index_cache=True, pin_memory: bool | None = None, reduced_decode: bool = True):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if augment and rect:
+            raise UnsupportedHyp("rect=True with augmentation (rectangular training) is not supported; "
+                                 "use rect=False for training (mosaic needs square batches)")
+        if backend not in ("auto", "cpu", "dali"):
+            raise ValueError(f"backend must be 'auto', 'cpu' or 'dali', got {backend!r}")
+        if backend == "dali":
+            raise NotImplementedError("backend='dali' is not available in this version; use 'cpu' or 'auto'")
+        self.backend = "cpu"
+        if backend == "auto":
+            LOG.info("backend auto -> cpu (the DALI engine is not built yet)")
+        log_backend_report_once()
+        self.index: DatasetIndex = source if isinstance(source, DatasetIndex) else build_index(
+            source, split or ("train" if augment else "val"), names=names, cache=index_cache)
+        self.imgsz, self.batch_size, self.augment, self.rect = int(imgsz), int(batch_size), bool(augment), bool(rect)
+        self.hyp = Hyp.from_any(hyp)
+        if augment:
+            Hyp.warn_albumentations_once()
+        self.workers = default_workers() if workers in ("auto", None) else int(workers)
+        if self.workers < 1:
+            raise ValueError(f"workers must be >= 1 or 'auto', got {workers!r}")
+        self.prefetch = max(1, int(prefetch))
+        self.reduced_decode = bool(reduced_decode)
+        n = len(self.index)
+        self.planner = Planner(self.index, self.imgsz, self.hyp, augment, self.batch_size, seed, rank)
+        if augment:
+            self.sampler = ShardedSampler(n, seed, rank, world_size, shuffle=True, drop_last=drop_last)
+            self._val_order = self._val_shapes = None
+        else:  # validation: every image once, in Ultralytics' order, on every rank
+            self.sampler = ShardedSampler(n, seed, 0, 1, shuffle=False)
+            if rect:
+                irect, _, shapes = rect_batch_shapes(self.index.shapes, self.batch_size, self.imgsz, stride, pad)
+                self._val_order, self._val_shapes = irect, shapes
+            else:
+                self._val_order = np.arange(n)
+                self._val_shapes = np.full((-(-n // self.batch_size), 2), self.imgsz, int)
+        # one decoded-image cache for all painter threads, sized for Ultralytics' mosaic buffer
+        from .backends.cpu.images import ImageCache
+
+        per_image = self.imgsz * self.imgsz * 3
+        if cache_bytes is None:
+            cache_bytes = min((self.planner.buffer_len + 2 * self.batch_size) * per_image, 4 << 30) if augment \
+                else 2 * self.batch_size * per_image
+        self.images = ImageCache(cache_bytes)
+        max_hw = int(self._val_shapes.max()) if self._val_shapes is not None else self.imgsz
+        self.ring = BatchRing(self.prefetch + 2, self.batch_size * max_hw * max_hw * 3, pin_memory)
+        self._pool: OrderedPool | None = None
+        self._closed = False
+        self._generation = 0
+        self.samples = 0
+
+    # ------------------------------------------------------------------ sizes
+    def __len__(self) -> int:
+        return -(-len(self.sampler) // self.batch_size)
+
+    @property
+    def num_workers(self) -> int:
+        return self.workers
+
+    @property
+    def epoch(self) -> int:
+        return self.sampler.epoch
+
+    def set_epoch(self, epoch: int) -> None:
+        self.sampler.set_epoch(epoch)
+
+    def close_mosaic(self) -> None:
+        """Turn off mosaic/mixup from the next planned batch on (call ``reset()`` to drop prefetched ones)."""
+        self.planner.close_mosaic()
+        self.hyp = self.planner.hyp
+        self.reset()
+
+    @property
+    def mosaic_closed(self) -> bool:
+        return self.hyp.mosaic == 0.0 and self.hyp.mixup == 0.0
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict:
+        return {"sampler": self.sampler.state_dict(), "hyp": self.hyp.as_dict(), "imgsz": self.imgsz,
+                "batch_size": self.batch_size}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state.get("imgsz", self.imgsz) != self.imgsz or state.get("batch_size", self.batch_size) != self.batch_size:
+            raise ValueError(f"state is for imgsz={state.get('imgsz')}, batch_size={state.get('batch_size')}; "
+                             f"this loader has imgsz={self.imgsz}, batch_size={self.batch_size}")
+        self.reset()
+        self.sampler.load_state_dict(state["sampler"])
+        self.hyp = Hyp.from_any(state.get("hyp", self.hyp.as_dict()))
+        self.planner.hyp = self.hyp
+
+    # ------------------------------------------------------------------ painting
+    def _load(self, i: int) -> np.ndarray:
+        from .backends.cpu.images import decode_resized, read_bytes
+
+        def decode():
+            return decode_resized(read_bytes(self.index.im_files[i]), tuple(self.index.shapes[i]),
+                                  self.planner.load_hw(i), bool(self.index.formats[i] == 1), self.reduced_decode,
+                                  self.index.im_files[i])
+
+        return self.images.get(i, decode)
+
+    def _paint(self, plan, out) -> None:
+        from .backends.cpu.painter import paint
+
+        paint(plan, self._load, out)
+
+    def _plans_for_batch(self, b: int, order: np.ndarray):
+        lo, hi = b * self.batch_size, min((b + 1) * self.batch_size, len(order))
+        if self.augment:
+            return [self.planner.train_plan(self.sampler.epoch, p, order) for p in range(lo, hi)], (self.imgsz,
+                                                                                                     self.imgsz)
+        shape = tuple(int(v) for v in self._val_shapes[b])
+        return [self.planner.val_plan(int(self._val_order[p]), shape) for p in range(lo, hi)], shape
+
+    def _ensure_pool(self) -> OrderedPool:
+        if self._closed:
+            raise RuntimeError("loader is closed")
+        if self._pool is None:
+            self._pool = OrderedPool(self.workers, self.prefetch, name="loader-paint")
+        return self._pool
+
+    def __iter__(self):
+        """Lazy: nothing is planned until the first ``next()``; a newer iterator retires older ones."""
+        self._generation += 1
+        generation = self._generation
+        pool = self._ensure_pool()
+        pool.drain()
+        if self.sampler.position >= len(self.sampler):  # last epoch finished: move on, as a shuffling loader does
+            self.sampler.set_epoch(self.sampler.epoch + 1)
+        if self.sampler.position % self.batch_size:
+            raise RuntimeError(f"sampler position {self.sampler.position} is not at a batch boundary")
+        order = self.sampler.indices()
+        nb = len(self)
+        next_b = first = self.sampler.position // self.batch_size
+        try:
+            for b in range(first, nb):
+                while next_b < nb and not pool.full:
+                    plans, (h, w) = self._plans_for_batch(next_b, order)
+                    img = self.ring.acquire((len(plans), h, w, 3))
+                    pool.submit_group((next_b, plans, img), [(self._paint, (p, img[j])) for j, p in enumerate(plans)])
+                    next_b += 1
+                (bk, plans, img), _ = pool.next_group()
+                assert bk == b, (bk, b)
+                batch = assemble(plans, img, self.index.im_files)
+                del img
+                self.sampler.advance(len(plans))
+                self.samples += len(plans)
+                yield batch
+                if generation != self._generation:  # reset() or a newer iterator took over
+                    return
+        finally:
+            if generation == self._generation and self._pool is not None:
+                self._pool.drain()
+
+    def reset(self) -> None:
+        """Drop prefetched batches; the next ``iter()`` re-plans from the sampler's position."""
+        self._generation += 1
+        if self._pool is not None:
+            self._pool.drain()
+
+    def stats(self) -> dict:
+        decodes = self.images.misses
+        return {"samples": self.samples, "decodes": decodes, "decodes_per_sample": decodes / max(self.samples, 1),
+                "image_cache": self.images.stats(),
+                "ring_bytes": self.ring.nbytes(), "workers": self.workers}
+
+    def close(self) -> None:
+        """Stop and join painter threads, release buffers and the image cache. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+        self.images.clear()
+        self.ring.clear()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
