@@ -74,6 +74,7 @@ class Plan:
     ratio_pad: tuple = ()
     mosaic: bool = False
     flips: tuple[bool, bool] = (False, False)  # (up-down, left-right)
+    scale: float = 1.0  # the affine's drawn scale gain (box_candidates compares against it)
 
     @property
     def axis_aligned(self) -> bool:
@@ -160,9 +161,9 @@ class Planner:
         M = affine_matrix((canvas[1], canvas[0]), (s, s), persp, deg, sc, shear, tr)
         perspective = bool(hyp.perspective)
         new = clip_boxes(transform_boxes(boxes, M, perspective), s, s)
-        keep = box_candidates(box1=(boxes * np.float32(sc)).T if len(boxes) else boxes.T, box2=new.T)
+        keep = box_candidates(box1=(boxes * np.float32(sc)).T, box2=new.T)
         plan = Plan(index=primary, out_hw=(s, s), canvas_hw=canvas, tiles=tiles, M=M, perspective=perspective,
-                    mosaic=use_mosaic)
+                    mosaic=use_mosaic, scale=sc)
         return plan, cls[keep], new[keep]
 
     def train_plan(self, epoch: int, position: int, order: np.ndarray) -> Plan:
