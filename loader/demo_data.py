@@ -103,10 +103,20 @@ def _shape_mask(kind: str, bw: int, bh: int, rng: np.random.Generator) -> np.nda
     return m
 
 
-def render_sample(seed: int, k: int, w: int = 1920, h: int = 1080, max_objects: int = 8):
-    """Image ``k`` of a demo set: (BGR uint8 image, labels (n, 5) float64 [cls, xc, yc, bw, bh])."""
+# Flat sets: every object a solid rectangle in its own colour (6 levels per channel, greys left out).
+PALETTE = [(b, g, r) for b in range(0, 256, 51) for g in range(0, 256, 51) for r in range(0, 256, 51)
+           if max(b, g, r) - min(b, g, r) >= 102]
+
+
+def render_sample(seed: int, k: int, w: int = 1920, h: int = 1080, max_objects: int = 8, flat: bool = False):
+    """Image ``k`` of a demo set: (BGR uint8 image, labels (n, 5) float64 [cls, xc, yc, bw, bh]).
+
+    ``flat``: grey background and solid rectangles only, object ``j`` of image ``k`` in colour
+    ``PALETTE[(k * 8 + j) % len(PALETTE)]`` (unique within 20+ images): a set on which every
+    object's pixels can be found again after any geometric augmentation.
+    """
     rng = np.random.default_rng([seed, k, 0xD3])
-    img = np.ascontiguousarray(_background(rng, w, h))
+    img = np.full((h, w, 3), 60, np.uint8) if flat else np.ascontiguousarray(_background(rng, w, h))
     n = 0 if rng.random() < 0.06 else int(rng.integers(1, max_objects + 1))
     taken = np.zeros((h, w), bool)
     labels = []
@@ -114,6 +124,8 @@ def render_sample(seed: int, k: int, w: int = 1920, h: int = 1080, max_objects: 
     for _ in range(n):
         c = int(rng.integers(len(CLASSES)))
         _, kind, colour = CLASSES[c]
+        if flat:
+            kind, colour = "box", PALETTE[(k * max_objects + len(labels)) % len(PALETTE)]
         for _try in range(30):
             bw = int(short * rng.uniform(0.05, 0.35) * rng.uniform(0.6, 1.6))
             bh = int(short * rng.uniform(0.05, 0.35) * rng.uniform(0.6, 1.6))
@@ -127,7 +139,9 @@ def render_sample(seed: int, k: int, w: int = 1920, h: int = 1080, max_objects: 
             sub = mask[vy0 - y0:vy1 - y0, vx0 - x0:vx1 - x0]
             if sub.sum() < 64:
                 continue
-            pad = 6  # keep objects apart so JPEG ringing never touches a neighbour's pixels
+            # keep objects apart so JPEG ringing never touches a neighbour's pixels (flat sets: so far
+            # apart that they stay separate after downscaling and the strongest augmentation)
+            pad = max(24, short // 15) if flat else 6
             if taken[max(vy0 - pad, 0):vy1 + pad, max(vx0 - pad, 0):vx1 + pad].any():
                 continue
             taken[vy0:vy1, vx0:vx1] |= sub
@@ -145,8 +159,8 @@ def _label_text(labels: np.ndarray) -> str:
 
 
 def _write_one(job) -> None:
-    seed, k, w, h, quality, im_path, lb_path = job
-    img, labels = render_sample(seed, k, w, h)
+    seed, k, w, h, quality, im_path, lb_path, flat = job
+    img, labels = render_sample(seed, k, w, h, flat=flat)
     ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, quality])
     assert ok
     Path(im_path).write_bytes(buf.tobytes())
@@ -154,11 +168,11 @@ def _write_one(job) -> None:
 
 
 def _write_split(out: Path, split: str, first: int, count: int, seed: int, w: int, h: int, quality: int,
-                 workers: int) -> None:
+                 workers: int, flat: bool = False) -> None:
     (out / "images" / split).mkdir(parents=True, exist_ok=True)
     (out / "labels" / split).mkdir(parents=True, exist_ok=True)
     jobs = [(seed, k, w, h, quality, str(out / "images" / split / f"{k:06d}.jpg"),
-             str(out / "labels" / split / f"{k:06d}.txt")) for k in range(first, first + count)]
+             str(out / "labels" / split / f"{k:06d}.txt"), flat) for k in range(first, first + count)]
     if workers > 1 and count >= 32:
         with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as ex:
             list(ex.map(_write_one, jobs, chunksize=8))
@@ -236,7 +250,7 @@ def _write_nasty(out: Path, seed: int, w: int, h: int, quality: int) -> None:
 
 def make_demo_dataset(out, count: int = 64, size: tuple[int, int] = (1920, 1080), quality: int = 90,
                       seed: int = 0, nasty: bool = False, val_count: int | None = None,
-                      workers: int | None = None) -> Path:
+                      workers: int | None = None, flat: bool = False) -> Path:
     """Write ``count`` train and ``val_count`` (default ``max(4, count // 8)``) val images; returns data.yaml.
 
     Rewrites the set in place (existing files with the same names are replaced).
@@ -247,9 +261,9 @@ def make_demo_dataset(out, count: int = 64, size: tuple[int, int] = (1920, 1080)
     out = Path(out)
     val_count = max(4, count // 8) if val_count is None else val_count
     workers = workers if workers is not None else min(os.cpu_count() or 1, 8)
-    _write_split(out, "train", 0, count, seed, w, h, quality, workers)
+    _write_split(out, "train", 0, count, seed, w, h, quality, workers, flat)
     if val_count:
-        _write_split(out, "val", 1_000_000, val_count, seed, w, h, quality, workers)
+        _write_split(out, "val", 1_000_000, val_count, seed, w, h, quality, workers, flat)
     train = "images/train"
     if nasty:
         _write_nasty(out, seed, w, h, quality)

@@ -13,10 +13,11 @@ mosaic partners, mosaic centre (yc, xc), affine (perspective x/y, degrees, scale
 x/y, translate x/y), mixup coin [mixup partner, its own pre-transform draws, beta ratio],
 HSV gains, flip up-down coin, flip left-right coin, BGR coin.
 
-Mosaic partners come from a buffer of the ``buffer_len`` most recently planned primary
-images of this rank's epoch order (the current one included), with Ultralytics' length
-``min(n, 8 * batch, 1000)``: the same semantics as the stock per-worker buffer, but one
-buffer per process, so partners are nearly always already decoded.
+Mosaic partners come from a buffer of the most recently planned primary images of this
+rank's epoch order (the current one included) with Ultralytics' ``max_buffer_length``
+``L = min(n, 8 * batch, 1000)``, which holds L - 1 images (Ultralytics pops at
+``len >= L``): the same semantics as the stock per-worker buffer, but one buffer per
+process, so partners are nearly always already decoded.
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ class Plan:
     keep_bgr: bool = False
     mix: Plan | None = None
     mix_r: float = 0.0
+    mix_boxes: int = 0  # the last ``mix_boxes`` boxes belong to the mixup partner
     cls: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))  # normalized xywh
     ori_shape: tuple[int, int] = (0, 0)
@@ -171,12 +173,13 @@ class Planner:
         s, hyp = self.imgsz, self.hyp
         rng = self.rng(epoch, position)
         primary = int(order[position])
-        buffer = order[max(0, position - self.buffer_len + 1):position + 1]
+        # Ultralytics pops once the buffer reaches its max length: it holds max(1, L - 1) images
+        buffer = order[max(0, position - max(1, self.buffer_len - 1) + 1):position + 1]
         plan, cls, boxes = self._pre(rng, primary, buffer)
         if hyp.mixup > 0 and rng.random() <= hyp.mixup:
             partner = int(rng.integers(0, len(self.index)))
             mix, cls2, boxes2 = self._pre(rng, partner, buffer)
-            plan.mix, plan.mix_r = mix, float(rng.beta(32.0, 32.0))
+            plan.mix, plan.mix_r, plan.mix_boxes = mix, float(rng.beta(32.0, 32.0)), len(cls2)
             cls, boxes = np.concatenate([cls, cls2]), np.concatenate([boxes, boxes2])
         if hyp.hsv_h or hyp.hsv_s or hyp.hsv_v:
             plan.hsv = rng.uniform(-1, 1, 3) * [hyp.hsv_h, hyp.hsv_s, hyp.hsv_v]
