@@ -1,0 +1,93 @@
+"""Parity with the stock Ultralytics dataset end to end: augmentation statistics and val batches."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from loader import DetectionLoader
+from loader.demo_data import make_demo_dataset
+
+pytest.importorskip("ultralytics")
+S = 320
+
+
+@pytest.fixture(scope="module")
+def small_set(tmp_path_factory):
+    return make_demo_dataset(tmp_path_factory.mktemp("small"), count=48, val_count=20, size=(640, 360), seed=21)
+
+
+def _stock_dataset(data_yaml, mode: str, batch: int):
+    from ultralytics.cfg import get_cfg
+    from ultralytics.data import build_yolo_dataset
+    from ultralytics.data.utils import check_det_dataset
+
+    data = check_det_dataset(str(data_yaml))
+    cfg = get_cfg(overrides={"imgsz": S})
+    return build_yolo_dataset(cfg, data["train" if mode == "train" else "val"], batch, data, mode=mode,
+                              rect=mode == "val", stride=32)
+
+
+def _stats(imgs: list[np.ndarray], boxes: list[np.ndarray]) -> dict:
+    allb = np.concatenate(boxes) if boxes else np.zeros((0, 4))
+    grey = np.mean([((im[..., 0] == im[..., 1]) & (im[..., 1] == im[..., 2])).mean() for im in imgs])
+    return {"boxes_per_image": np.mean([len(b) for b in boxes]),
+            "w_q": np.quantile(allb[:, 2], [0.1, 0.5, 0.9]), "h_q": np.quantile(allb[:, 3], [0.1, 0.5, 0.9]),
+            "fill_share": grey, "mean_pixel": float(np.mean([im.mean() for im in imgs]))}
+
+
+def test_augmentation_statistics_match_stock_over_1000_samples(small_set):
+    n = 1008
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
+    ds = _stock_dataset(small_set, "train", 16)
+    s_imgs, s_boxes = [], []
+    order = np.random.permutation(np.tile(np.arange(len(ds)), -(-n // len(ds))))[:n]
+    for i in order:
+        item = ds[int(i)]
+        s_imgs.append(item["img"].permute(1, 2, 0).numpy())
+        s_boxes.append(item["bboxes"].numpy())
+    o_imgs, o_boxes = [], []
+    with DetectionLoader(small_set, imgsz=S, batch_size=16, workers=2, seed=1) as dl:
+        while len(o_imgs) < n:
+            for b in dl:
+                for k in range(len(b["im_file"])):
+                    o_imgs.append(b["img"][k].permute(1, 2, 0).numpy().copy())
+                    o_boxes.append(b["bboxes"][b["batch_idx"] == k].numpy())
+    o_imgs, o_boxes = o_imgs[:n], o_boxes[:n]
+    st, ou = _stats(s_imgs, s_boxes), _stats(o_imgs, o_boxes)
+    print("stock", st)
+    print("ours ", ou)
+    assert abs(ou["boxes_per_image"] / st["boxes_per_image"] - 1) < 0.10
+    assert np.all(np.abs(ou["w_q"] / st["w_q"] - 1) < 0.12) and np.all(np.abs(ou["h_q"] / st["h_q"] - 1) < 0.12)
+    assert abs(ou["fill_share"] - st["fill_share"]) < 0.03
+    assert abs(ou["mean_pixel"] - st["mean_pixel"]) < 3.0
+
+
+def test_val_batches_match_stock(small_set):
+    """Rect val: same order, ori_shape, ratio_pad, resized_shape; pixels within 2 grey levels."""
+    batch = 8
+    ds = _stock_dataset(small_set, "val", batch)
+    stock = []
+    for lo in range(0, len(ds), batch):
+        stock.append(ds.collate_fn([ds[i] for i in range(lo, min(lo + batch, len(ds)))]))
+    with DetectionLoader(small_set, imgsz=S, batch_size=batch, workers=2, augment=False, rect=True) as dl:
+        ours = list(dl)
+    assert len(ours) == len(stock)
+    mads = []
+    for o, s in zip(ours, stock):
+        assert o["im_file"] == tuple(s["im_file"])
+        assert o["ori_shape"] == tuple(tuple(int(v) for v in x) for x in s["ori_shape"])
+        assert o["resized_shape"] == tuple(tuple(int(v) for v in x) for x in s["resized_shape"])
+        assert o["ratio_pad"] == tuple(((float(a), float(b)), (int(c), int(d)))
+                                       for (a, b), (c, d) in s["ratio_pad"])
+        assert o["img"].shape == s["img"].shape
+        assert torch.equal(o["batch_idx"], s["batch_idx"]) and torch.equal(o["cls"], s["cls"])
+        assert torch.allclose(o["bboxes"], s["bboxes"], atol=1e-5)
+        mads.append((o["img"].int() - s["img"].int()).abs().float().mean().item())
+    print("val MAD per batch", np.round(mads, 3))
+    assert max(mads) <= 2.0
