@@ -13,6 +13,7 @@ import os
 
 import numpy as np
 
+from ._closing import Closing
 from .batch import BatchRing, assemble
 from .dataset import DatasetIndex, build_index
 from .imaging import log_backend_report_once
@@ -43,7 +44,7 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-class DetectionLoader:
+class DetectionLoader(Closing):
     """Ultralytics-compatible detection batches from a data.yaml, folder, file list or ``DatasetIndex``.
 
     Train (``augment=True``): mosaic, affine, mixup, HSV, flips as planned by ``loader.plan`` with
@@ -120,6 +121,11 @@ class DetectionLoader:
     @property
     def num_workers(self) -> int:
         return self.workers
+
+    @property
+    def val_order(self) -> np.ndarray | None:
+        """Validation: dataset indices in the order batches deliver them (aspect ratio with ``rect``)."""
+        return self._val_order
 
     @property
     def epoch(self) -> int:
@@ -238,15 +244,3 @@ class DetectionLoader:
             self._pool = None
         self.images.clear()
         self.ring.clear()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass

@@ -15,6 +15,8 @@ import traceback
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 
+from ._closing import Closing
+
 __all__ = ["OrderedPool", "WorkerError"]
 
 
@@ -22,7 +24,7 @@ class WorkerError(RuntimeError):
     """A task failed in a worker thread; ``__cause__`` is the original exception."""
 
 
-class OrderedPool:
+class OrderedPool(Closing):
     """Submit groups of tasks; collect the groups' results in submission order.
 
     At most ``max_groups`` groups are in flight (the prefetch bound). ``close()`` cancels
@@ -91,15 +93,3 @@ class OrderedPool:
             self._closed = True
         self.drain()
         self._ex.shutdown(wait=True, cancel_futures=True)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass

@@ -1,0 +1,77 @@
+"""Per-stage timings of the CPU engine's candidate implementations (one thread, medians).
+
+    python benchmarks/stages.py [--data DATA.yaml] [--imgsz 896] [--n 40]
+
+Decides, by measurement, which library does each step: JPEG decode (OpenCV full /
+DCT-reduced vs Pillow-SIMD draft), resize (OpenCV INTER_LINEAR vs Pillow BILINEAR), the
+tile warp (OpenCV warpAffine with each border mode), HSV. Prints milliseconds per image.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import statistics
+import time
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from loader.backends.cpu.painter import apply_hsv
+from loader.dataset import build_index
+from loader.plan import load_size
+
+
+def _time(fn, items, repeat: int = 3) -> float:
+    runs = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        for x in items:
+            fn(x)
+        runs.append((time.perf_counter() - t) / len(items) * 1000)
+    return statistics.median(runs)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--imgsz", type=int, default=896)
+    ap.add_argument("--n", type=int, default=40)
+    a = ap.parse_args()
+    cv2.setNumThreads(1)
+    ix = build_index(a.data, verbose=False)
+    files = [ix.im_files[i] for i in range(min(a.n, len(ix)))]
+    blobs = [np.fromfile(f, np.uint8) for f in files]
+    h0, w0 = (int(v) for v in ix.shapes[0])
+    h, w = load_size(h0, w0, a.imgsz)
+    rows = []
+
+    def pil_draft(b):
+        im = Image.open(io.BytesIO(b.tobytes()))
+        im.draft("RGB", (w0 // 2, h0 // 2))
+        return np.asarray(im.convert("RGB"))
+
+    rows.append(("decode: OpenCV full", _time(lambda b: cv2.imdecode(b, cv2.IMREAD_COLOR), blobs)))
+    rows.append(("decode: OpenCV DCT 1/2", _time(lambda b: cv2.imdecode(b, cv2.IMREAD_REDUCED_COLOR_2), blobs)))
+    rows.append(("decode: Pillow-SIMD draft 1/2", _time(pil_draft, blobs)))
+    half = [cv2.imdecode(b, cv2.IMREAD_REDUCED_COLOR_2) for b in blobs]
+    rows.append((f"resize: OpenCV INTER_LINEAR {half[0].shape[1]}->{w}",
+                 _time(lambda im: cv2.resize(im, (w, h), interpolation=cv2.INTER_LINEAR), half)))
+    pil_half = [Image.fromarray(im) for im in half]
+    rows.append((f"resize: Pillow-SIMD BILINEAR {half[0].shape[1]}->{w}",
+                 _time(lambda im: im.resize((w, h), Image.BILINEAR), pil_half)))
+    tiles = [cv2.resize(im, (w, h)) for im in half]
+    out = np.empty((a.imgsz, a.imgsz, 3), np.uint8)
+    M = np.array([[0.8, 0, 30.5], [0, 0.8, 20.25]])
+    for name, mode in (("replicate", cv2.BORDER_REPLICATE), ("constant", cv2.BORDER_CONSTANT)):
+        rows.append((f"warp: warpAffine {a.imgsz}^2 border {name}",
+                     _time(lambda t: cv2.warpAffine(t, M, (a.imgsz, a.imgsz), dst=out, borderMode=mode), tiles)))
+    r = np.array([0.01, 0.3, -0.2])
+    rows.append((f"hsv: cvtColor + LUT + cvtColor {a.imgsz}^2", _time(lambda t: apply_hsv(out, r, True), tiles)))
+    for name, ms in rows:
+        print(f"{name:48s} {ms:7.2f} ms")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,113 @@
+"""``FastDetectionTrainer``: Ultralytics' ``DetectionTrainer`` with our loader for train and val.
+
+Switching is one argument::
+
+    YOLO("yolo11n.yaml").train(data="data.yaml", imgsz=896, batch=128, trainer=FastDetectionTrainer)
+
+Our own options cannot be new ``train()`` keywords (Ultralytics' ``get_cfg`` rejects unknown
+keys). They come, in this order of precedence, from ``fast_trainer(...)`` (a configured
+subclass), environment variables ``YOLO_LOADER_BACKEND``, ``YOLO_LOADER_WORKERS``,
+``YOLO_LOADER_PREFETCH``, or defaults. The options are also written to the environment,
+so Ultralytics' DDP workers (which re-import the trainer class by name) see them too.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+
+from ultralytics.models.yolo.detect import DetectionTrainer
+from ultralytics.utils import RANK
+from ultralytics.utils.torch_utils import unwrap_model
+
+from loader import DetectionLoader, Hyp, UnsupportedHyp
+from loader.dataset import build_index
+
+from .adapter import UltralyticsLoader
+
+__all__ = ["FastDetectionTrainer", "fast_trainer", "loader_options", "check_trainer_args"]
+
+LOG = logging.getLogger("loader.integration")
+_ENV = "YOLO_LOADER_TRAINER_OPTIONS"
+_DEFAULTS = {"backend": "auto", "workers": None, "prefetch": 2}
+
+
+def loader_options(explicit: dict | None = None, inherited: bool = False) -> dict:
+    """Effective options: ``explicit`` > ``YOLO_LOADER_*`` environment > defaults.
+
+    ``inherited``: also read the options a parent process's trainer exported (DDP workers).
+    """
+    opts = dict(_DEFAULTS)
+    if inherited and os.environ.get(_ENV):
+        opts.update(json.loads(os.environ[_ENV]))
+    for key in _DEFAULTS:
+        v = os.environ.get(f"YOLO_LOADER_{key.upper()}")
+        if v:
+            opts[key] = int(v) if key in ("workers", "prefetch") and v.isdigit() else v
+    opts.update({k: v for k, v in (explicit or {}).items() if v is not None})
+    unknown = set(opts) - set(_DEFAULTS)
+    if unknown:
+        raise TypeError(f"unknown loader option(s) {sorted(unknown)}; known: {sorted(_DEFAULTS)}")
+    return opts
+
+
+def check_trainer_args(args) -> None:
+    """Refuse, naming the key, every train argument our loader would otherwise ignore."""
+    refused = []
+    if args.cache not in (False, None, "False", "false"):
+        refused.append(f"cache={args.cache!r} (image caches are not available with this loader yet; use cache=False)")
+    if float(args.fraction) != 1.0:
+        refused.append(f"fraction={args.fraction!r} (use fraction=1.0)")
+    if args.classes is not None:
+        refused.append(f"classes={args.classes!r} (use classes=None)")
+    if args.single_cls:
+        refused.append("single_cls=True (use single_cls=False)")
+    if args.rect:
+        refused.append("rect=True (rectangular training; validation is always rectangular)")
+    if refused:
+        raise UnsupportedHyp("FastDetectionTrainer does not support: " + "; ".join(refused))
+    Hyp.from_any(vars(args))  # augmentation hyperparameters: refused here, before any data is read
+
+
+class FastDetectionTrainer(DetectionTrainer):
+    """Ultralytics' detection trainer fed by ``loader.DetectionLoader``."""
+
+    loader_options: dict = {}
+
+    def __init__(self, *args, **kwargs):
+        opts = loader_options(type(self).loader_options, inherited=RANK != -1)
+        os.environ[_ENV] = json.dumps(opts)  # DDP subprocesses rebuild the trainer by class name
+        self.fast_options = opts
+        super().__init__(*args, **kwargs)
+        check_trainer_args(self.args)
+
+    def get_dataloader(self, dataset_path, batch_size: int = 16, rank: int = 0, mode: str = "train"):
+        assert mode in {"train", "val"}, f"mode must be 'train' or 'val', not {mode}"
+        opts = self.fast_options
+        workers = opts["workers"] or "auto"  # Ultralytics sets args.workers=0 on CPU: our threads still run
+        gs = max(int(unwrap_model(self.model).stride.max()), 32) if self.model is not None else 32
+        index = build_index(dataset_path, "train" if mode == "train" else "val", names=self.data["names"])
+        world = self.world_size if RANK != -1 else 1
+        if mode == "train":
+            loader = DetectionLoader(index, imgsz=self.args.imgsz, batch_size=batch_size, workers=workers,
+                                     backend=opts["backend"], augment=True, hyp=vars(self.args),
+                                     seed=self.args.seed, rank=max(RANK, 0), world_size=world,
+                                     prefetch=opts["prefetch"], drop_last=bool(self.args.compile))
+        else:
+            loader = DetectionLoader(index, imgsz=self.args.imgsz, batch_size=batch_size, workers=workers,
+                                     backend=opts["backend"], augment=False, rect=True, stride=gs, pad=0.5,
+                                     prefetch=opts["prefetch"])
+        return UltralyticsLoader(loader, self.data)
+
+
+def fast_trainer(backend: str | None = None, workers: int | str | None = None, prefetch: int | None = None):
+    """A ``FastDetectionTrainer`` with these loader options (pass it as ``trainer=``).
+
+    The subclass carries the name ``FastDetectionTrainer`` so that Ultralytics' DDP launcher,
+    which imports the trainer class by module and name, finds a class that behaves the same
+    (its options travel through the environment).
+    """
+    opts = loader_options({"backend": backend, "workers": workers, "prefetch": prefetch})
+    return type("FastDetectionTrainer", (FastDetectionTrainer,), {"loader_options": opts,
+                                                                   "__module__": __name__})

@@ -1,0 +1,25 @@
+"""``FastDetectionValidator``: Ultralytics' standalone validator fed by our val loader.
+
+``YOLO("best.pt").val(data="data.yaml", validator=FastDetectionValidator)``. During training
+the trainer's own val loader (ours, through ``FastDetectionTrainer``) is used instead.
+"""
+
+from __future__ import annotations
+
+from ultralytics.models.yolo.detect import DetectionValidator
+
+from loader import DetectionLoader
+from loader.dataset import build_index
+
+from .adapter import UltralyticsLoader
+
+__all__ = ["FastDetectionValidator"]
+
+
+class FastDetectionValidator(DetectionValidator):
+    def get_dataloader(self, dataset_path, batch_size: int):
+        index = build_index(dataset_path, "val", names=self.data["names"])
+        loader = DetectionLoader(index, imgsz=self.args.imgsz, batch_size=batch_size, augment=False,
+                                 rect=bool(self.args.rect), stride=int(self.stride), pad=0.5,
+                                 workers=self.args.workers or "auto")
+        return UltralyticsLoader(loader, self.data)
