@@ -9,7 +9,7 @@ venv:
 
 ## bench: the main job: compare loaders on the built-in demo set (ARGS="..." passes options)
 bench: venv
-	$(PY) -m loader.cli bench $(ARGS)
+	$(PY) -m integration.cli bench $(ARGS)
 
 ## test: the test suite (PYTEST_ARGS="..." passes options)
 test: venv

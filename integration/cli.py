@@ -34,9 +34,23 @@ def _cmd_train(a) -> int:
     return 0
 
 
+def _cmd_bench(a) -> int:
+    from integration.bench import run
+
+    return run(a)
+
+
 def build_parser():
     p = _engine_parser()
     sub = next(x for x in p._actions if x.dest == "cmd")
+    # the engine's placeholder `bench` is replaced by the comparison against stock Ultralytics
+    sub.choices.pop("bench", None)
+    sub._choices_actions = [c for c in sub._choices_actions if c.dest != "bench"]
+    from integration.bench import add_arguments
+
+    b = sub.add_parser("bench", help="compare our loader with the stock Ultralytics loader (default: demo set)")
+    add_arguments(b)
+    b.set_defaults(fn=_cmd_bench)
     t = sub.add_parser("train", help="train with Ultralytics, fed by this loader (same key=value args as `yolo train`)")
     t.add_argument("args", nargs="*", help="model=yolo11n.yaml data=data.yaml imgsz=896 batch=128 epochs=100 ...")
     t.add_argument("--backend", default=None, help="auto | cpu | dali (default: auto)")

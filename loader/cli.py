@@ -1,4 +1,4 @@
-"""``yolo-loader``: demo data, dataset index checks, and the benchmark entry point."""
+"""The engine's ``yolo-loader`` commands: demo data and dataset index checks (``integration.cli`` adds the rest)."""
 
 from __future__ import annotations
 
@@ -45,27 +45,6 @@ def _cmd_index(a) -> int:
     return 0
 
 
-def _cmd_bench(a) -> int:
-    from .dataset import build_index
-    from .demo_data import make_demo_dataset
-    from .imaging import log_backend_report_once
-
-    log_backend_report_once()
-    data = a.data
-    if data is None:
-        out = Path(a.demo_dir)
-        data = out / "data.yaml"
-        if not data.exists() or a.regenerate:
-            print(f"generating the demo set in {out} ({a.demo_count} images, 1920x1080) ...")
-            make_demo_dataset(out, count=a.demo_count)
-    ix = build_index(data, "train")
-    print(ix.summary())
-    print(f"index: {ix.build_info['seconds']:.2f}s, cache {ix.build_info['cache']}")
-    print("the loader comparison (stock Ultralytics vs ours) is not built yet: it lands with the CPU engine "
-          "and benchmark issues")
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="yolo-loader", description=__doc__)
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -90,12 +69,6 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--quiet", action="store_true", help="do not name skipped files one by one")
     i.set_defaults(fn=_cmd_index)
 
-    b = sub.add_parser("bench", help="compare loaders on a data set (default: the demo set)")
-    b.add_argument("--data", default=None, help="data.yaml (default: generate the demo set)")
-    b.add_argument("--demo-dir", default=".demo/bench", help="where the demo set lives (default .demo/bench)")
-    b.add_argument("--demo-count", type=int, default=1200)
-    b.add_argument("--regenerate", action="store_true")
-    b.set_defaults(fn=_cmd_bench)
     return p
 
 

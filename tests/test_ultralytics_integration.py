@@ -69,17 +69,42 @@ def test_training_end_to_end(trained):
     assert not [t for t in threading.enumerate() if t.name.startswith("loader-paint")]
 
 
-def test_validation_matches_the_stock_loader(trained, train_set):
-    model, trainer, _ = trained
-    from ultralytics import YOLO
+def _recording(base):
+    """A validator class that records which images it scored, batch by batch."""
 
-    weights = Path(trainer.save_dir) / "weights" / "last.pt"
+    class Recording(base):
+        record: list = []
+
+        def update_metrics(self, preds, batch):
+            type(self).record.append(tuple(batch["im_file"]))
+            return super().update_metrics(preds, batch)
+
+    return Recording
+
+
+def test_validation_matches_the_stock_loader(trained, train_set):
+    """Same weights through Ultralytics' validator, our val loader vs the stock one.
+
+    Honest limit: a yolo11n trained from scratch for a few CPU epochs scores mAP 0 here (its
+    predictions do not yet depend on the image), so the mAP equality is weak evidence. What
+    feeds the metric is pinned down by ``test_parity_stock_loader.test_val_batches_match_stock``
+    (same order, ori_shape, ratio_pad, boxes; pixels within 0.6 grey levels).
+    """
+    from ultralytics import YOLO
+    from ultralytics.models.yolo.detect import DetectionValidator
+
+    weights = Path(trainer_dir(trained)) / "weights" / "last.pt"
     kw = dict(data=str(train_set), imgsz=320, batch=8, device="cpu", plots=False, verbose=False)
-    ours = YOLO(str(weights)).val(validator=FastDetectionValidator, **kw)
-    stock = YOLO(str(weights)).val(**kw)
-    print("mAP50-95 ours", ours.box.map, "stock", stock.box.map, "mAP50", ours.box.map50, stock.box.map50)
-    assert abs(ours.box.map - stock.box.map) <= 1e-3
-    assert abs(ours.box.map50 - stock.box.map50) <= 1e-3
+    ours_cls, stock_cls = _recording(FastDetectionValidator), _recording(DetectionValidator)
+    ours = YOLO(str(weights)).val(validator=ours_cls, **kw)
+    stock = YOLO(str(weights)).val(validator=stock_cls, **kw)
+    print("mAP50-95 ours", ours.box.map, "stock", stock.box.map)
+    assert abs(ours.box.map - stock.box.map) <= 1e-3 and abs(ours.box.map50 - stock.box.map50) <= 1e-3
+    assert ours_cls.record == stock_cls.record and sum(map(len, ours_cls.record)) == 8
+
+
+def trainer_dir(trained):
+    return trained[1].save_dir
 
 
 @pytest.mark.parametrize("override,key", [({"cache": "ram"}, "cache"), ({"fraction": 0.5}, "fraction"),
@@ -159,3 +184,38 @@ def test_ddp_sharding_with_two_gloo_processes(train_set, tmp_path):
         assert len(a) == len(b) == 8 and not set(a) & set(b), "disjoint equal shards (16 images, 2 ranks)"
         assert len(set(a) | set(b)) == 16
     assert g[0]["0"] != g[0]["1"], "set_epoch reshuffles"
+
+
+class _OOMOnce(FastDetectionTrainer):
+    """Raises an out-of-memory error on the first batch, as a GPU would at too large a batch."""
+
+    raised = False
+    loaders_seen: list = []
+
+    def get_dataloader(self, *a, **kw):
+        dl = super().get_dataloader(*a, **kw)
+        type(self).loaders_seen.append(dl)
+        return dl
+
+    def preprocess_batch(self, batch):
+        if not type(self).raised:
+            type(self).raised = True
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB (simulated)")
+        return super().preprocess_batch(batch)
+
+
+def test_out_of_memory_retry_rebuilds_loaders_without_leaks(train_set, tmp_path):
+    import threading
+
+    from ultralytics import YOLO
+
+    model = YOLO("yolo11n.yaml")
+    model.train(data=str(train_set), imgsz=64, epochs=1, batch=8, device="cpu", plots=False, val=False,
+                project=str(tmp_path), name="oom", trainer=_OOMOnce, verbose=False, amp=False)
+    trainer = model.trainer
+    assert _OOMOnce.raised and trainer.batch_size == 4
+    train_loaders = [dl for dl in _OOMOnce.loaders_seen if dl.loader.augment]
+    first, rebuilt = train_loaders[0], train_loaders[-1]
+    assert len(train_loaders) == 2 and first.batch_size == 8 and rebuilt.batch_size == 4
+    assert first.loader._closed, "the replaced train loader was closed"
+    assert not [t for t in threading.enumerate() if t.name.startswith("loader-paint")]

@@ -1,0 +1,330 @@
+"""Loader comparison: ours vs the stock Ultralytics loader, in one run, on the same files.
+
+    yolo-loader bench [--data DATA.yaml] [--imgsz 896] [--batch 32] [--workers 2,8,12]
+                      [--batches 10] [--rounds 1] [--no-forced] [--json out.json]
+
+(also ``python benchmarks/compare.py ...``). Without ``--data`` the demo set is generated
+in ``.demo/bench`` (1200 images, 1920x1080: several times Ultralytics' mosaic buffer).
+
+Every contender runs in its own subprocess:
+
+* ``stock-wN``: Ultralytics' real ``build_yolo_dataset`` + ``build_dataloader`` with
+  ``workers=N`` (default hyperparameters). ``build_dataloader`` caps workers at
+  ``cpu_count // n_gpu``: the effective count is reported.
+* ``stock-wN-forced``: the same dataset in Ultralytics' ``InfiniteDataLoader`` with exactly
+  N worker processes (what ``build_dataloader`` builds on a machine with enough cores):
+  reproduces the user's 8/12-worker RAM on a small machine.
+* ``ours-wN`` / ``ours-auto``: ``loader.DetectionLoader`` with N painter threads.
+* ``decode-only``: cv2.imdecode of the same JPEGs on every core, full size and DCT-reduced:
+  the ceiling of any loader without a pixel cache.
+
+Each contender warms up until its mosaic buffer / image cache has reached its steady size
+(stock: 255 images per worker; ours: the shared cache), drains the batches its workers
+prefetched (stock queues up to 4 x workers batches: timing them would measure the queue),
+then times ``--batches`` batches.
+Reported: images/s, it/s, speed-up vs the best stock configuration, CPU seconds per image
+(process tree), PSS of the process tree (peak, and median over the timed phase).
+Rounds are interleaved; medians over rounds are reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO_DIR = Path(".demo/bench")
+DEMO_COUNT = 1200
+
+
+# ----------------------------------------------------------------------------- measuring (child side)
+
+class TreeMeter:
+    """Samples PSS of this process and its children; CPU seconds of the tree between marks."""
+
+    def __init__(self, period: float = 1.0):  # reading smaps costs CPU: sample once a second
+        import psutil
+
+        self.psutil, self.me, self.period = psutil, psutil.Process(), period
+        self.samples: list[tuple[float, int]] = []
+        self._stop = threading.Event()
+        self._cpu: dict[int, float] = {}
+        self._th = threading.Thread(target=self._run, daemon=True)
+        self._th.start()
+
+    def procs(self):
+        try:
+            return [self.me] + self.me.children(recursive=True)
+        except self.psutil.Error:
+            return [self.me]
+
+    def pss(self) -> int:
+        total = 0
+        for p in self.procs():
+            try:
+                total += p.memory_full_info().pss
+            except self.psutil.Error:
+                pass
+        return total
+
+    def cpu_seconds(self) -> float:
+        """CPU seconds of the tree, counting exited children by their last reading."""
+        for p in self.procs():
+            try:
+                t = p.cpu_times()
+                self._cpu[p.pid] = t.user + t.system
+            except self.psutil.Error:
+                pass
+        return sum(self._cpu.values())
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.samples.append((time.perf_counter(), self.pss()))
+            self._stop.wait(self.period)
+
+    def close(self):
+        self._stop.set()
+        self._th.join()
+
+
+def _stock_loader(spec: dict):
+    from ultralytics.cfg import get_cfg
+    from ultralytics.data import build_dataloader, build_yolo_dataset
+    from ultralytics.data.build import InfiniteDataLoader, seed_worker
+    from ultralytics.data.utils import check_det_dataset
+
+    cfg = get_cfg(overrides={"imgsz": spec["imgsz"], "batch": spec["batch"], "workers": spec["workers"]})
+    data = check_det_dataset(spec["data"])
+    ds = build_yolo_dataset(cfg, data["train"], spec["batch"], data, mode="train")
+    if spec.get("forced"):
+        import torch
+
+        g = torch.Generator()
+        g.manual_seed(0)
+        dl = InfiniteDataLoader(ds, batch_size=spec["batch"], shuffle=True, num_workers=spec["workers"],
+                                prefetch_factor=4 if spec["workers"] else None, pin_memory=False,
+                                collate_fn=ds.collate_fn, worker_init_fn=seed_worker, generator=g)
+    else:
+        dl = build_dataloader(ds, spec["batch"], spec["workers"], shuffle=True, rank=-1, device="cpu")
+    buffer = ds.max_buffer_length - 1
+    return dl, dl.num_workers, buffer * max(dl.num_workers, 1), dl.close if hasattr(dl, "close") else None
+
+
+def _our_loader(spec: dict):
+    from loader import DetectionLoader
+
+    dl = DetectionLoader(spec["data"], imgsz=spec["imgsz"], batch_size=spec["batch"], workers=spec["workers"])
+    return dl, dl.num_workers, dl.planner.buffer_len + 2 * spec["batch"], dl.close
+
+
+def _decode_only(spec: dict) -> dict:
+    """Images/s of plain JPEG decoding of the data set's files on every core (threads)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import cv2
+    import numpy as np
+
+    from loader.dataset import build_index
+
+    ix = build_index(spec["data"], verbose=False)
+    files = [ix.im_files[i] for i in range(min(len(ix), 400))]
+    blobs = [np.fromfile(f, np.uint8) for f in files]
+    out = {}
+    for name, flag in (("full", cv2.IMREAD_COLOR), ("reduced_2", cv2.IMREAD_REDUCED_COLOR_2)):
+        n = os.cpu_count() or 1
+        with ThreadPoolExecutor(n) as ex:
+            list(ex.map(lambda b: cv2.imdecode(b, flag), blobs[:n * 2]))
+            t0 = time.perf_counter()
+            list(ex.map(lambda b: cv2.imdecode(b, flag), blobs))
+            out[name] = len(blobs) / (time.perf_counter() - t0)
+    return {"name": "decode-only", "img_s": out["full"], "img_s_reduced": out["reduced_2"], "threads": n}
+
+
+def child(spec: dict) -> dict:
+    if spec["kind"] == "decode":
+        return _decode_only(spec)
+    meter = TreeMeter()
+    t_build = time.perf_counter()
+    dl, workers, buffered_images, close = (_stock_loader if spec["kind"] == "stock" else _our_loader)(spec)
+    build_s = time.perf_counter() - t_build
+    b = spec["batch"]
+    warm = spec.get("warmup") or (-(-buffered_images // b) + 2)
+    it = iter(dl)
+
+    def next_batch():
+        nonlocal it
+        try:
+            return next(it)
+        except StopIteration:  # epoch over: the next one starts (warm-up can span epochs)
+            it = iter(dl)
+            return next(it)
+
+    for _ in range(warm):
+        next_batch()
+    # Drain what the workers prefetched (stock: up to prefetch_factor x workers batches, ours: prefetch)
+    # until a batch has to be waited for: from then on every timed batch was produced in the window.
+    drained = 0
+    while drained < 400:
+        t = time.perf_counter()
+        next_batch()
+        drained += 1
+        if time.perf_counter() - t > 0.03:
+            break
+    t0, c0 = time.perf_counter(), meter.cpu_seconds()
+    n_img = 0
+    for _ in range(spec["batches"]):
+        batch = next_batch()
+        n_img += len(batch["im_file"])
+        del batch
+    t1, c1 = time.perf_counter(), meter.cpu_seconds()
+    meter.close()
+    timed = [p for t, p in meter.samples if t0 <= t <= t1] or [meter.samples[-1][1]]
+    row = {"name": spec["name"], "workers_requested": spec["workers"], "workers_effective": workers,
+           "img_s": n_img / (t1 - t0), "it_s": spec["batches"] / (t1 - t0), "cpu_s_per_img": (c1 - c0) / n_img,
+           "pss_peak_gib": max(p for _, p in meter.samples) / 2**30,
+           "pss_steady_gib": statistics.median(timed) / 2**30, "warmup_batches": warm, "drained_batches": drained,
+           "build_s": build_s,
+           "images_timed": n_img}
+    if spec["kind"] == "ours":
+        row["decodes_per_sample"] = dl.stats()["decodes_per_sample"]
+    if close:
+        close()
+    return row
+
+
+# ----------------------------------------------------------------------------- orchestration
+
+def run_child(spec: dict, timeout: float) -> dict:
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    r = subprocess.run([sys.executable, "-m", "integration.bench", "--child", json.dumps(spec)],
+                       capture_output=True, text=True, env=env, timeout=timeout)
+    lines = [ln for ln in r.stdout.splitlines() if ln.startswith("{")]
+    if r.returncode != 0 or not lines:
+        return {"name": spec["name"], "error": (r.stderr or r.stdout)[-2000:]}
+    return json.loads(lines[-1])
+
+
+def contenders(a) -> list[dict]:
+    base = {"data": str(a.data), "imgsz": a.imgsz, "batch": a.batch, "batches": a.batches}
+    out = [dict(base, kind="decode", name="decode-only", workers=0)]
+    for w in a.workers:
+        out.append(dict(base, kind="stock", name=f"stock-w{w}", workers=w))
+    if a.forced:
+        for w in a.workers:
+            if w > (os.cpu_count() or 1):
+                out.append(dict(base, kind="stock", name=f"stock-w{w}-forced", workers=w, forced=True))
+    for w in a.workers:
+        out.append(dict(base, kind="ours", name=f"ours-w{w}", workers=w))
+    out.append(dict(base, kind="ours", name="ours-auto", workers="auto"))
+    return out
+
+
+def summarize(rounds: list[list[dict]]) -> list[dict]:
+    by_name: dict[str, list[dict]] = {}
+    for rows in rounds:
+        for r in rows:
+            by_name.setdefault(r["name"], []).append(r)
+    table = []
+    for name, rs in by_name.items():
+        ok = [r for r in rs if "error" not in r]
+        if not ok:
+            table.append(rs[0])
+            continue
+        row = dict(ok[0])
+        for k, v in ok[0].items():
+            if isinstance(v, float):
+                row[k] = statistics.median(r[k] for r in ok)
+        row["rounds"] = len(ok)
+        table.append(row)
+    stock = [r for r in table if r["name"].startswith("stock") and "error" not in r]
+    best = max(stock, key=lambda r: r["img_s"]) if stock else None
+    for r in table:
+        if best and "img_s" in r and r["name"] != "decode-only":
+            r["speedup_vs_best_stock"] = r["img_s"] / best["img_s"]
+            r["best_stock"] = best["name"]
+    return table
+
+
+def print_table(table: list[dict]) -> None:
+    cols = ("name", "workers", "img/s", "it/s", "x best stock", "CPU s/img", "PSS peak GiB", "PSS steady GiB")
+    print(" | ".join(f"{c:>14s}" for c in cols))
+    for r in table:
+        if "error" in r:
+            print(f"{r['name']:>14s} | ERROR {r['error'].splitlines()[-1] if r['error'] else ''}")
+            continue
+        if r["name"] == "decode-only":
+            print(f"{r['name']:>14s} | {r['threads']:>14} | {r['img_s']:14.1f} | {'':>14s} | {'':>14s} | "
+                  f"(reduced 1/2 decode: {r['img_s_reduced']:.1f} img/s)")
+            continue
+        w = f"{r['workers_effective']}" + (f" (of {r['workers_requested']})"
+                                            if str(r["workers_requested"]) != str(r["workers_effective"]) else "")
+        print(f"{r['name']:>14s} | {w:>14s} | {r['img_s']:14.1f} | {r['it_s']:14.2f} | "
+              f"{r.get('speedup_vs_best_stock', 0):14.2f} | {r['cpu_s_per_img']:14.4f} | {r['pss_peak_gib']:14.2f} | "
+              f"{r['pss_steady_gib']:14.2f}")
+
+
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("--data", type=Path, help="data.yaml (default: the demo set, generated when missing)")
+    ap.add_argument("--imgsz", type=int, default=896)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--workers", default="2,8,12")
+    ap.add_argument("--batches", type=int, default=10)
+    ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--no-forced", dest="forced", action="store_false")
+    ap.add_argument("--only", default=None, help="comma-separated contender names")
+    ap.add_argument("--json", type=Path)
+    ap.add_argument("--timeout", type=float, default=900)
+
+
+def run(a) -> int:
+    if a.child:
+        print(json.dumps(child(json.loads(a.child))))
+        return 0
+    if a.data is None:
+        from loader.demo_data import make_demo_dataset
+
+        a.data = DEMO_DIR.resolve() / "data.yaml"
+        if not a.data.exists():
+            print(f"generating the demo set in {DEMO_DIR} ({DEMO_COUNT} images, 1920x1080) ...", flush=True)
+            make_demo_dataset(DEMO_DIR, count=DEMO_COUNT)
+    a.workers = [int(w) for w in a.workers.split(",")]
+    specs = contenders(a)
+    if a.only:
+        keep = set(a.only.split(","))
+        specs = [s for s in specs if s["name"] in keep]
+    rounds = []
+    for k in range(a.rounds):
+        rows = []
+        for s in specs:
+            t0 = time.perf_counter()
+            r = run_child(s, a.timeout)
+            rows.append(r)
+            msg = r.get("error", "").splitlines()[-1] if "error" in r else f"{r['img_s']:.1f} img/s"
+            print(f"[round {k + 1}/{a.rounds}] {s['name']}: {msg} ({time.perf_counter() - t0:.0f}s)", flush=True)
+        rounds.append(rows)
+    table = summarize(rounds)
+    print()
+    print(f"data={a.data} imgsz={a.imgsz} batch={a.batch} cores={os.cpu_count()} rounds={a.rounds} "
+          f"timed batches per contender={a.batches}")
+    print_table(table)
+    if a.json:
+        a.json.write_text(json.dumps(table, indent=1))
+    return 0
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(ap)
+    return run(ap.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
