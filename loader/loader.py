@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 
 import numpy as np
 
@@ -18,12 +19,22 @@ from .batch import BatchRing, assemble
 from .dataset import DatasetIndex, build_index
 from .imaging import log_backend_report_once
 from .plan import Hyp, Planner, UnsupportedHyp, rect_batch_shapes
-from .pool import OrderedPool
+from .pool import OrderedPool, WorkerError
 from .sampler import ShardedSampler
 
-__all__ = ["DetectionLoader", "default_workers"]
+__all__ = ["DetectionLoader", "BadDataError", "default_workers"]
 
 LOG = logging.getLogger("loader")
+
+
+class BadDataError(RuntimeError):
+    """Too many images failed to read during an epoch (or one failed in validation); names them."""
+
+
+class _Unreadable(Exception):
+    def __init__(self, index: int, reason: str):
+        super().__init__(reason)
+        self.index, self.reason = index, reason
 
 
 def _single_threaded_opencv() -> None:
@@ -57,7 +68,8 @@ class DetectionLoader(Closing):
                  augment: bool = True, hyp=None, rect: bool = False, seed: int = 0, rank: int = 0,
                  world_size: int = 1, split: str | None = None, names=None, prefetch: int = 2,
                  cache_bytes: int | None = None, stride: int = 32, pad: float = 0.5, drop_last: bool = False,
-                 index_cache=True, pin_memory: bool | None = None, reduced_decode: bool = True):
+                 index_cache=True, pin_memory: bool | None = None, reduced_decode: bool = True,
+                 max_bad_fraction: float = 0.01):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if augment and rect:
@@ -113,6 +125,11 @@ class DetectionLoader(Closing):
         self._closed = False
         self._generation = 0
         self.samples = 0
+        # images that failed to read at training time: index -> reason (they never come back)
+        self.max_bad_fraction = float(max_bad_fraction)
+        self.unreadable: dict[int, str] = {}
+        self._replaced: list[tuple[int, int]] = []  # (epoch position, unreadable index) this epoch
+        self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ sizes
     def __len__(self) -> int:
@@ -160,19 +177,68 @@ class DetectionLoader(Closing):
 
     # ------------------------------------------------------------------ painting
     def _load(self, i: int) -> np.ndarray:
-        from .backends.cpu.images import decode_resized, read_bytes
+        from .backends.cpu.images import DecodeError, decode_resized, read_bytes
+
+        if i in self.unreadable:
+            raise _Unreadable(i, self.unreadable[i])
 
         def decode():
             return decode_resized(read_bytes(self.index.im_files[i]), tuple(self.index.shapes[i]),
                                   self.planner.load_hw(i), bool(self.index.formats[i] == 1), self.reduced_decode,
                                   self.index.im_files[i])
 
-        return self.images.get(i, decode)
+        try:
+            return self.images.get(i, decode)
+        except DecodeError as e:
+            with self._lock:
+                if i not in self.unreadable:
+                    self.unreadable[i] = str(e)
+                    LOG.warning("unreadable at training time: %s (%s)", self.index.im_files[i], e)
+            raise _Unreadable(i, str(e)) from None
 
     def _paint(self, plan, out) -> None:
         from .backends.cpu.painter import paint
 
         paint(plan, self._load, out)
+
+    def _paint_train(self, plan, out, epoch: int, position: int, order: np.ndarray):
+        """Paint; if an image is unreadable, re-plan this sample without it (deterministic) and retry."""
+        exclude: set[int] = set()
+        for _ in range(16):
+            try:
+                self._paint(plan, out)
+                return plan
+            except _Unreadable as e:
+                exclude.add(e.index)
+                with self._lock:
+                    self._replaced.append((position, e.index))
+                plan = self.planner.train_plan(epoch, position, order, frozenset(exclude))
+        raise BadDataError(f"sample {position} of epoch {epoch}: 16 unreadable images in a row "
+                           f"({[self.index.im_files[i] for i in sorted(exclude)]})")
+
+    def _paint_val(self, plan, out):
+        try:
+            self._paint(plan, out)
+        except _Unreadable as e:
+            raise BadDataError(f"validation image unreadable: {self.index.im_files[e.index]} ({e.reason}); "
+                               "validation needs every image, fix or remove the file") from None
+        return plan
+
+    def _check_bad(self, final: bool = False) -> None:
+        """Raise when more than ``max_bad_fraction`` of this epoch's samples needed a replacement."""
+        with self._lock:
+            replaced = list(self._replaced)
+        if not replaced:
+            return
+        files = sorted({self.index.im_files[i] for _, i in replaced})
+        limit = self.max_bad_fraction * len(self.sampler)
+        if len(replaced) > limit:
+            raise BadDataError(f"{len(replaced)} samples of epoch {self.sampler.epoch} needed a replacement image, "
+                               f"more than max_bad_fraction={self.max_bad_fraction} of {len(self.sampler)}; "
+                               f"unreadable files: {files[:20]}{' ...' if len(files) > 20 else ''}")
+        if final:
+            LOG.warning("epoch %d: %d samples used a replacement for %d unreadable files: %s", self.sampler.epoch,
+                        len(replaced), len(files), files[:20])
 
     def _plans_for_batch(self, b: int, order: np.ndarray):
         lo, hi = b * self.batch_size, min((b + 1) * self.batch_size, len(order))
@@ -200,17 +266,30 @@ class DetectionLoader(Closing):
         if self.sampler.position % self.batch_size:
             raise RuntimeError(f"sampler position {self.sampler.position} is not at a batch boundary")
         order = self.sampler.indices()
+        epoch = self.sampler.epoch
         nb = len(self)
         next_b = first = self.sampler.position // self.batch_size
+        if first == 0:
+            with self._lock:
+                self._replaced.clear()
         try:
             for b in range(first, nb):
                 while next_b < nb and not pool.full:
                     plans, (h, w) = self._plans_for_batch(next_b, order)
                     img = self.ring.acquire((len(plans), h, w, 3))
-                    pool.submit_group((next_b, plans, img), [(self._paint, (p, img[j])) for j, p in enumerate(plans)])
+                    lo = next_b * self.batch_size
+                    calls = [(self._paint_train, (p, img[j], epoch, lo + j, order)) if self.augment else
+                             (self._paint_val, (p, img[j])) for j, p in enumerate(plans)]
+                    pool.submit_group((next_b, img), calls)
                     next_b += 1
-                (bk, plans, img), _ = pool.next_group()
+                try:
+                    (bk, img), plans = pool.next_group()  # the plans as painted (replacements included)
+                except WorkerError as e:
+                    if isinstance(e.__cause__, BadDataError):  # a data problem, already explained: no traceback
+                        raise e.__cause__ from None
+                    raise
                 assert bk == b, (bk, b)
+                self._check_bad(final=b == nb - 1)
                 batch = assemble(plans, img, self.index.im_files)
                 del img
                 self.sampler.advance(len(plans))

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from loader import DetectionLoader, UnsupportedHyp
+from loader import BadDataError, DetectionLoader, UnsupportedHyp
 from loader.demo_data import CLASSES
 from loader.pool import WorkerError
 
@@ -142,14 +142,54 @@ def test_close_joins_threads_and_is_idempotent(demo_set):
     gc.collect()
 
 
-def test_worker_failure_surfaces_with_the_file_name(demo_set, copy_of):
+def test_unreadable_file_is_replaced_deterministically(demo_set, copy_of):
+    """A file broken after indexing: its samples get a replacement, the same whatever the worker count."""
+    from loader.dataset import build_index
+
+    data = copy_of(demo_set)
+    index = build_index(data, cache=False)  # indexed while intact ...
+    victim = Path(index.im_files[5])
+    victim.write_bytes(b"not a jpeg any more")  # ... broken afterwards
+    runs = []
+    for workers in (1, 3):
+        with DetectionLoader(index, imgsz=S, batch_size=6, workers=workers, seed=2, max_bad_fraction=0.5) as dl:
+            batches = _batches(dl)
+            assert set(dl.unreadable) == {5}
+        files = [f for b in batches for f in b["im_file"]]
+        assert len(files) == 24 and str(victim) not in files
+        runs.append(batches)
+    assert _equal(*runs)
+    assert not _painter_threads()
+
+
+def test_too_many_unreadable_files_is_a_clear_error(demo_set, copy_of):
     data = copy_of(demo_set)
     with DetectionLoader(data, imgsz=S, batch_size=24, workers=2, index_cache=False) as dl:
         victim = Path(dl.index.im_files[5])
-        victim.write_bytes(b"not a jpeg any more")
-        with pytest.raises(WorkerError, match=victim.name) as e:
+        victim.unlink()
+        with pytest.raises(BadDataError, match=victim.name) as e:
             list(dl)
-        assert "worker traceback" in str(e.value)
+        assert "max_bad_fraction=0.01" in str(e.value)
+    assert not _painter_threads()
+
+
+def test_validation_image_unreadable_is_a_clear_error(demo_set, copy_of):
+    data = copy_of(demo_set)
+    with DetectionLoader(data, imgsz=S, batch_size=4, workers=2, augment=False, index_cache=False) as dl:
+        Path(dl.index.im_files[2]).write_bytes(b"")
+        with pytest.raises(BadDataError, match="validation image unreadable"):
+            list(dl)
+
+
+def test_worker_exception_surfaces_with_its_traceback(demo_set, monkeypatch):
+    with DetectionLoader(demo_set, imgsz=S, batch_size=4, workers=2) as dl:
+        def broken(plan, out):
+            raise ZeroDivisionError("painter bug")
+
+        monkeypatch.setattr(dl, "_paint", broken)
+        with pytest.raises(WorkerError, match="ZeroDivisionError: painter bug") as e:
+            list(dl)
+        assert "worker traceback" in str(e.value) and isinstance(e.value.__cause__, ZeroDivisionError)
     assert not _painter_threads()
 
 

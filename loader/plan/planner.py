@@ -129,8 +129,7 @@ class Planner:
         s, hyp = self.imgsz, self.hyp
         use_mosaic = hyp.mosaic > 0 and rng.random() <= hyp.mosaic
         if use_mosaic:
-            partners = [int(x) for x in rng.choice(buffer, 3)] if len(buffer) else \
-                [int(x) for x in rng.integers(0, len(self.index), 3)]
+            partners = [int(x) for x in rng.choice(buffer, 3)]
             border = -(-s // 2)  # Ultralytics: -imgsz // 2 as the (negative) border
             yc = int(rng.uniform(border, 2 * s - border))
             xc = int(rng.uniform(border, 2 * s - border))
@@ -168,16 +167,41 @@ class Planner:
                     mosaic=use_mosaic, scale=sc)
         return plan, cls[keep], new[keep]
 
-    def train_plan(self, epoch: int, position: int, order: np.ndarray) -> Plan:
-        """Plan for ``order[position]`` (``order``: this rank's sample order for ``epoch``)."""
+    def _avoid(self, i: int, exclude: frozenset) -> int:
+        """``i``, or the next dataset index (cyclically) not in ``exclude``."""
+        n = len(self.index)
+        for k in range(n):
+            j = (i + k) % n
+            if j not in exclude:
+                return j
+        raise ValueError("every image of the data set is excluded")
+
+    def train_plan(self, epoch: int, position: int, order: np.ndarray, exclude: frozenset = frozenset()) -> Plan:
+        """Plan for ``order[position]`` (``order``: this rank's sample order for ``epoch``).
+
+        ``exclude``: images found unreadable while painting this sample. The same random draws
+        then pick replacements deterministically (the primary moves on through the epoch order,
+        partners come from the buffer without them), so the result depends only on which files
+        are bad, never on timing or worker count.
+        """
         s, hyp = self.imgsz, self.hyp
         rng = self.rng(epoch, position)
         primary = int(order[position])
         # Ultralytics pops once the buffer reaches its max length: it holds max(1, L - 1) images
         buffer = order[max(0, position - max(1, self.buffer_len - 1) + 1):position + 1]
+        if exclude:
+            k = 0
+            while primary in exclude:
+                k += 1
+                if k >= len(order):
+                    raise ValueError("every image of the epoch is excluded")
+                primary = int(order[(position + k) % len(order)])
+            buffer = buffer[~np.isin(buffer, list(exclude))]
+            if not len(buffer):
+                buffer = np.array([primary])
         plan, cls, boxes = self._pre(rng, primary, buffer)
         if hyp.mixup > 0 and rng.random() <= hyp.mixup:
-            partner = int(rng.integers(0, len(self.index)))
+            partner = self._avoid(int(rng.integers(0, len(self.index))), exclude)
             mix, cls2, boxes2 = self._pre(rng, partner, buffer)
             plan.mix, plan.mix_r, plan.mix_boxes = mix, float(rng.beta(32.0, 32.0)), len(cls2)
             cls, boxes = np.concatenate([cls, cls2]), np.concatenate([boxes, boxes2])
