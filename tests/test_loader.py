@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import os
 import shutil
 import threading
 from pathlib import Path
@@ -34,6 +35,18 @@ def _equal(a, b):
 
 def _painter_threads():
     return [t for t in threading.enumerate() if t.name.startswith("loader-paint")]
+
+
+def _leftovers(shm_before: set) -> dict:
+    """Threads, child processes and /dev/shm entries a loader could leave behind."""
+    import psutil
+
+    shm = set(os.listdir("/dev/shm")) - shm_before if os.path.isdir("/dev/shm") else set()
+    return {"threads": _painter_threads(), "children": psutil.Process().children(recursive=True), "shm": shm}
+
+
+def _shm() -> set:
+    return set(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else set()
 
 
 def test_batch_contract(demo_set):
@@ -163,6 +176,7 @@ def test_unreadable_file_is_replaced_deterministically(demo_set, copy_of):
 
 
 def test_too_many_unreadable_files_is_a_clear_error(demo_set, copy_of):
+    shm = _shm()
     data = copy_of(demo_set)
     with DetectionLoader(data, imgsz=S, batch_size=24, workers=2, index_cache=False) as dl:
         victim = Path(dl.index.im_files[5])
@@ -170,7 +184,7 @@ def test_too_many_unreadable_files_is_a_clear_error(demo_set, copy_of):
         with pytest.raises(BadDataError, match=victim.name) as e:
             list(dl)
         assert "max_bad_fraction=0.01" in str(e.value)
-    assert not _painter_threads()
+    assert _leftovers(shm) == {"threads": [], "children": [], "shm": set()}
 
 
 def test_validation_image_unreadable_is_a_clear_error(demo_set, copy_of):
@@ -182,6 +196,7 @@ def test_validation_image_unreadable_is_a_clear_error(demo_set, copy_of):
 
 
 def test_worker_exception_surfaces_with_its_traceback(demo_set, monkeypatch):
+    shm = _shm()
     with DetectionLoader(demo_set, imgsz=S, batch_size=4, workers=2) as dl:
         def broken(plan, out):
             raise ZeroDivisionError("painter bug")
@@ -190,7 +205,7 @@ def test_worker_exception_surfaces_with_its_traceback(demo_set, monkeypatch):
         with pytest.raises(WorkerError, match="ZeroDivisionError: painter bug") as e:
             list(dl)
         assert "worker traceback" in str(e.value) and isinstance(e.value.__cause__, ZeroDivisionError)
-    assert not _painter_threads()
+    assert _leftovers(shm) == {"threads": [], "children": [], "shm": set()}
 
 
 def test_consumer_keeping_batches_never_sees_them_overwritten(demo_set):
