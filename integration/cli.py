@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sys
+from pathlib import Path
 
 import yaml
 
@@ -40,6 +42,56 @@ def _cmd_bench(a) -> int:
     return run(a)
 
 
+def _cmd_gate(a) -> int:
+    import json
+
+    from integration.gates import check, load_rules
+
+    rows = json.loads(Path(a.json).read_text())
+    results = check(rows, load_rules(a.config))
+    for r in results:
+        ratio = "n/a" if r["ratio"] is None else f"{r['ratio']:.3f}"
+        print(f"{'PASS' if r['ok'] else 'FAIL'}  {r['ours']} / {r['stock']} {r.get('metric', 'img_s')} = {ratio} "
+              f"(min {r['min']}) {r['why']}")
+    return 0 if all(r["ok"] for r in results) else 1
+
+
+def _cmd_tune(a) -> int:
+    import psutil
+
+    from integration.bench import DEMO_DIR, run_child
+    from loader import tuner
+
+    data = a.data or (DEMO_DIR.resolve() / "data.yaml")
+    if not Path(data).exists():
+        raise SystemExit(f"error: {data} not found (run `yolo-loader bench` once, or pass --data)")
+    budget = tuner.parse_budget(a.ram_budget, psutil.virtual_memory().total)
+    cores = os.cpu_count() or 1
+    sweep_workers = [int(w) for w in a.workers.split(",")] if a.workers else \
+        sorted({1, cores, *range(2, min(2 * cores, 16) + 1, max(1, cores // 4))})
+    rows = []
+    for k, w in enumerate(sweep_workers, 1):
+        spec = {"kind": "ours", "name": f"cpu-w{w}", "workers": w, "data": str(data), "imgsz": a.imgsz,
+                "batch": a.batch, "batches": a.batches}
+        r = run_child(spec, 900)
+        r["workers"] = w
+        rows.append(r)
+        msg = r["error"].strip().splitlines()[-1] if "error" in r else \
+            f"{r['img_s']:.1f} img/s, PSS peak {r['pss_peak_gib']:.2f} GiB"
+        print(f"[{k}/{len(sweep_workers)}] workers={w}: {msg}", flush=True)
+    choice = tuner.choose(rows, budget, a.tolerance)
+    print(f"\n{'workers':>8} | {'img/s':>8} | {'PSS peak GiB':>12} | fits {budget / 2**30:.1f} GiB")
+    for r in rows:
+        if "error" not in r:
+            mark = "  <- chosen" if r is choice else ""
+            print(f"{r['workers']:>8} | {r['img_s']:8.1f} | {r['pss_peak_gib']:12.2f} | "
+                  f"{'yes' if r['pss_peak_bytes'] <= budget else 'no'}{mark}")
+    path = tuner.save(tuner.key_for(data, a.imgsz, a.batch), choice, rows)
+    print(f"recommendation workers={choice['workers']} saved to {path}: workers='auto' uses it for this data set, "
+          f"imgsz and batch on this machine")
+    return 0
+
+
 def build_parser():
     p = _engine_parser()
     sub = next(x for x in p._actions if x.dest == "cmd")
@@ -57,6 +109,21 @@ def build_parser():
     t.add_argument("--workers", default=None, help="painter threads, or auto (default)")
     t.add_argument("--prefetch", type=int, default=None, help="batches prepared ahead (default 2)")
     t.set_defaults(fn=_cmd_train)
+
+    g = sub.add_parser("gate", help="check same-run ratio gates on a bench JSON (exit 1 on failure)")
+    g.add_argument("--json", required=True, help="table written by yolo-loader bench --json")
+    g.add_argument("--config", default=None, help="gates file (default benchmarks/gates.json)")
+    g.set_defaults(fn=_cmd_gate)
+
+    u = sub.add_parser("tune", help="sweep painter threads on your data and machine, save the best for workers=auto")
+    u.add_argument("--data", default=None, help="data.yaml (default: the bench demo set)")
+    u.add_argument("--imgsz", type=int, default=896)
+    u.add_argument("--batch", type=int, default=32)
+    u.add_argument("--batches", type=int, default=8)
+    u.add_argument("--workers", default=None, help="comma-separated counts to try (default: 1 .. 2 x cores)")
+    u.add_argument("--ram-budget", default="50%", help="of total RAM, or e.g. 12GiB (default 50%%)")
+    u.add_argument("--tolerance", type=float, default=0.05, help="take the smallest within this of the best")
+    u.set_defaults(fn=_cmd_tune)
     return p
 
 
@@ -66,7 +133,7 @@ def main(argv=None) -> int:
     a = build_parser().parse_args(argv)
     if a.verbose:
         logging.getLogger("loader").setLevel(logging.DEBUG)
-    if getattr(a, "workers", None) not in (None, "auto"):
+    if a.cmd == "train" and a.workers not in (None, "auto"):
         a.workers = int(a.workers)
     return a.fn(a)
 

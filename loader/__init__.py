@@ -12,15 +12,17 @@ from importlib import import_module
 from ._log import setup_default_logging
 
 __version__ = "0.1.0"
-__all__ = ["DetectionLoader", "BadDataError", "Hyp", "UnsupportedHyp", "DatasetIndex", "DatasetError", "build_index", "ShardedSampler", "epoch_order", "shard",
+__all__ = ["DetectionLoader", "BadDataError", "tuner", "Hyp", "UnsupportedHyp", "DatasetIndex", "DatasetError", "build_index", "ShardedSampler", "epoch_order", "shard",
            "backend_report", "__version__"]
 
 _LAZY = {
-    "DetectionLoader": "loader.loader", "BadDataError": "loader.loader", "Hyp": "loader.plan", "UnsupportedHyp": "loader.plan",
+    "DetectionLoader": "loader.loader", "BadDataError": "loader.loader",
+    "Hyp": "loader.plan", "UnsupportedHyp": "loader.plan",
     "DatasetIndex": "loader.dataset", "DatasetError": "loader.dataset", "build_index": "loader.dataset",
     "ShardedSampler": "loader.sampler", "epoch_order": "loader.sampler", "shard": "loader.sampler",
     "backend_report": "loader.imaging",
 }
+_MODULES = {"tuner": "loader.tuner"}
 
 setup_default_logging()
 
@@ -28,4 +30,6 @@ setup_default_logging()
 def __getattr__(name):
     if name in _LAZY:
         return getattr(import_module(_LAZY[name]), name)
+    if name in _MODULES:
+        return import_module(_MODULES[name])
     raise AttributeError(f"module 'loader' has no attribute {name!r}")

@@ -89,7 +89,15 @@ class DetectionLoader(Closing):
         self.hyp = Hyp.from_any(hyp)
         if augment:
             Hyp.warn_albumentations_once()
-        self.workers = default_workers() if workers in ("auto", None) else int(workers)
+        if workers in ("auto", None):
+            from .tuner import key_for, recommendation
+
+            where = source if isinstance(source, (str, os.PathLike)) else self.index.data.get("yaml_file")
+            tuned = recommendation(key_for(where, imgsz, batch_size)) if where else None
+            self.workers = tuned or default_workers()
+            LOG.debug("workers=auto -> %d (%s)", self.workers, "tuner recommendation" if tuned else "one per core")
+        else:
+            self.workers = int(workers)
         if self.workers < 1:
             raise ValueError(f"workers must be >= 1 or 'auto', got {workers!r}")
         self.prefetch = max(1, int(prefetch))
