@@ -1,0 +1,68 @@
+"""Per-stage micro-benchmarks: a regression points at its stage (decode, plan, paint, HSV, batch)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from .conftest import BATCH, IMGSZ
+
+
+@pytest.fixture(scope="module")
+def loader(bench_data):
+    from loader import DetectionLoader
+
+    dl = DetectionLoader(bench_data, imgsz=IMGSZ, batch_size=BATCH, workers=1)
+    yield dl
+    dl.close()
+
+
+@pytest.fixture(scope="module")
+def plans(loader):
+    order = loader.sampler.indices()
+    return [loader.planner.train_plan(0, p, order) for p in range(32)]
+
+
+def test_decode_dct_reduced(benchmark, loader):
+    from loader.backends.cpu.images import decode_resized, read_bytes
+
+    ix = loader.index
+    blobs = [read_bytes(ix.im_files[i]) for i in range(8)]
+
+    def run():
+        for i, b in enumerate(blobs):
+            decode_resized(b, tuple(ix.shapes[i]), loader.planner.load_hw(i), True)
+
+    benchmark(run)
+    benchmark.extra_info["per"] = "8 images"
+
+
+def test_plan(benchmark, loader):
+    order = loader.sampler.indices()
+    benchmark(lambda: [loader.planner.train_plan(0, p, order) for p in range(32)])
+    benchmark.extra_info["per"] = "32 samples"
+
+
+def test_paint_geometry(benchmark, loader, plans):
+    from loader.backends.cpu import painter
+
+    out = np.empty((IMGSZ, IMGSZ, 3), np.uint8)
+    for p in plans:  # decode once: this times the painting, not the decoder
+        painter.paint(p, loader._load, out)
+    benchmark(lambda: [painter._paint_geometry(p, loader._load, out) for p in plans[:8]])
+    benchmark.extra_info["per"] = "8 samples, images cached"
+
+
+def test_hsv(benchmark):
+    from loader.backends.cpu.painter import apply_hsv
+
+    img = np.random.default_rng(0).integers(0, 255, (IMGSZ, IMGSZ, 3), np.uint8)
+    r = np.array([0.01, 0.3, -0.2])
+    benchmark(lambda: apply_hsv(img, r, True))
+
+
+def test_batch_assembly(benchmark, plans, loader):
+    from loader.batch import assemble
+
+    img = np.empty((len(plans), IMGSZ, IMGSZ, 3), np.uint8)
+    benchmark(lambda: assemble(plans, img, loader.index.im_files))
