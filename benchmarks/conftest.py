@@ -22,13 +22,6 @@ def bench_data(tmp_path_factory) -> Path:
 
 
 def pss_bytes() -> int:
-    import psutil
+    from loader.memory import tree_pss
 
-    me = psutil.Process()
-    total = 0
-    for p in [me] + me.children(recursive=True):
-        try:
-            total += p.memory_full_info().pss
-        except psutil.Error:
-            pass
-    return total
+    return tree_pss()

@@ -24,17 +24,9 @@ CHILD = r"""
 import json, os, sys, threading, time
 t_start = time.perf_counter()
 import psutil
+from loader.memory import tree_pss
 peak = [0]
 stop = threading.Event()
-def tree_pss():
-    me = psutil.Process()
-    total = 0
-    for p in [me] + me.children(recursive=True):
-        try:
-            total += p.memory_full_info().pss
-        except psutil.Error:
-            pass
-    return total
 def watch():
     while not stop.is_set():
         peak[0] = max(peak[0], tree_pss())

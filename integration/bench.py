@@ -39,6 +39,8 @@ import threading
 import time
 from pathlib import Path
 
+from loader.memory import tree_pss
+
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_DIR = Path(".demo/bench")
 DEMO_COUNT = 1200
@@ -66,13 +68,7 @@ class TreeMeter:
             return [self.me]
 
     def pss(self) -> int:
-        total = 0
-        for p in self.procs():
-            try:
-                total += p.memory_full_info().pss
-            except self.psutil.Error:
-                pass
-        return total
+        return tree_pss()
 
     def cpu_seconds(self) -> float:
         """CPU seconds of the tree, counting exited children by their last reading."""

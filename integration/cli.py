@@ -9,6 +9,7 @@ from pathlib import Path
 import yaml
 
 from loader.cli import build_parser as _engine_parser
+from loader.cli import main as _engine_main
 
 __all__ = ["main", "parse_key_values"]
 
@@ -31,7 +32,8 @@ def _cmd_train(a) -> int:
 
     kv = parse_key_values(a.args)
     model = kv.pop("model", "yolo11n.yaml")
-    trainer = fast_trainer(backend=a.backend, workers=a.workers, prefetch=a.prefetch)
+    workers = int(a.workers) if a.workers not in (None, "auto") else a.workers
+    trainer = fast_trainer(backend=a.backend, workers=workers, prefetch=a.prefetch)
     YOLO(model).train(trainer=trainer, **kv)
     return 0
 
@@ -128,14 +130,7 @@ def build_parser():
 
 
 def main(argv=None) -> int:
-    import logging
-
-    a = build_parser().parse_args(argv)
-    if a.verbose:
-        logging.getLogger("loader").setLevel(logging.DEBUG)
-    if a.cmd == "train" and a.workers not in (None, "auto"):
-        a.workers = int(a.workers)
-    return a.fn(a)
+    return _engine_main(argv, build_parser())
 
 
 if __name__ == "__main__":

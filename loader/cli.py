@@ -72,8 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv=None) -> int:
-    a = build_parser().parse_args(argv)
+def main(argv=None, parser: argparse.ArgumentParser | None = None) -> int:
+    a = (parser or build_parser()).parse_args(argv)
     if a.verbose:
         logging.getLogger("loader").setLevel(logging.DEBUG)
     return a.fn(a)

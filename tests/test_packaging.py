@@ -75,3 +75,17 @@ def test_cli_demo_data_and_index(tmp_path):
     r = subprocess.run([str(exe), "demo-data", "--out", str(tmp_path / "e"), "--size", "big"], capture_output=True,
                        text=True)
     assert r.returncode == 2 and "1920x1080" in r.stderr
+
+
+def test_tree_pss_counts_children():
+    from loader.memory import tree_pss
+
+    alone = tree_pss()
+    child = subprocess.Popen([sys.executable, "-c", "import time, numpy; x = numpy.ones(50_000_000, numpy.uint8); "
+                              "print('ready', flush=True); time.sleep(30)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "ready"
+        assert tree_pss() > alone + 40_000_000  # the child's 50 MB array is counted
+    finally:
+        child.kill()
+        child.wait()
