@@ -69,12 +69,15 @@ class DetectionLoader(Closing):
                  world_size: int = 1, split: str | None = None, names=None, prefetch: int = 2,
                  cache_bytes: int | None = None, stride: int = 32, pad: float = 0.5, drop_last: bool = False,
                  index_cache=True, pin_memory: bool | None = None, reduced_decode: bool = True,
-                 max_bad_fraction: float = 0.01):
+                 max_bad_fraction: float = 0.01, cache: bool | str | None = False):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if augment and rect:
             raise UnsupportedHyp("rect=True with augmentation (rectangular training) is not supported; "
                                  "use rect=False for training (mosaic needs square batches)")
+        if cache not in (False, None, "disk"):
+            raise UnsupportedHyp(f"cache={cache!r} is not available yet (only cache=False or cache='disk'); the "
+                                 f"shared RAM cache is a later issue")
         if backend not in ("auto", "cpu", "dali"):
             raise ValueError(f"backend must be 'auto', 'cpu' or 'dali', got {backend!r}")
         if backend == "dali":
@@ -123,6 +126,12 @@ class DetectionLoader(Closing):
             cache_bytes = min((self.planner.buffer_len + 2 * self.batch_size) * per_image, 4 << 30) if augment \
                 else 2 * self.batch_size * per_image
         self.images = ImageCache(cache_bytes)
+        self.disk = None
+        if cache == "disk":
+            from .backends.cpu.diskcache import DiskCache
+
+            key = self.index.data.get("yaml_file") or str(self.index.im_files[0])
+            self.disk = DiskCache(f"{key}|{self.index.split}", self.imgsz)
         max_hw = int(self._val_shapes.max()) if self._val_shapes is not None else self.imgsz
         # prefetched batches, the one the consumer holds and the one it just dropped (the loop variable still
         # holds it while the next is requested); a consumer that keeps more gets fresh buffers
@@ -185,7 +194,7 @@ class DetectionLoader(Closing):
 
     # ------------------------------------------------------------------ painting
     def _load(self, i: int) -> np.ndarray:
-        from .backends.cpu.images import DecodeError, decode_resized, read_bytes
+        from .backends.cpu.images import decode_resized, read_bytes
 
         if i in self.unreadable:
             raise _Unreadable(i, self.unreadable[i])
@@ -195,9 +204,12 @@ class DetectionLoader(Closing):
                                   self.planner.load_hw(i), bool(self.index.formats[i] == 1), self.reduced_decode,
                                   self.index.im_files[i])
 
+        def cached():
+            return self.disk.get(self.index.im_files[i], self.planner.load_hw(i), decode)
+
         try:
-            return self.images.get(i, decode)
-        except DecodeError as e:
+            return self.images.get(i, cached if self.disk is not None else decode)
+        except OSError as e:  # DecodeError, or the file vanished / cannot be read
             with self._lock:
                 if i not in self.unreadable:
                     self.unreadable[i] = str(e)
@@ -331,3 +343,5 @@ class DetectionLoader(Closing):
             self._pool = None
         self.images.clear()
         self.ring.clear()
+        if self.disk is not None:
+            self.disk.flush()

@@ -55,8 +55,9 @@ def loader_options(explicit: dict | None = None, inherited: bool = False) -> dic
 def check_trainer_args(args) -> None:
     """Refuse, naming the key, every train argument our loader would otherwise ignore."""
     refused = []
-    if args.cache not in (False, None, "False", "false"):
-        refused.append(f"cache={args.cache!r} (image caches are not available with this loader yet; use cache=False)")
+    if args.cache not in (False, None, "False", "false", "disk"):
+        refused.append(f"cache={args.cache!r} (the shared RAM cache is not available yet; use cache=False or "
+                       f"cache='disk')")
     if float(args.fraction) != 1.0:
         refused.append(f"fraction={args.fraction!r} (use fraction=1.0)")
     if args.classes is not None:
@@ -93,7 +94,8 @@ class FastDetectionTrainer(DetectionTrainer):
             loader = DetectionLoader(index, imgsz=self.args.imgsz, batch_size=batch_size, workers=workers,
                                      backend=opts["backend"], augment=True, hyp=vars(self.args),
                                      seed=self.args.seed, rank=max(RANK, 0), world_size=world,
-                                     prefetch=opts["prefetch"], drop_last=bool(self.args.compile))
+                                     prefetch=opts["prefetch"], drop_last=bool(self.args.compile),
+                                     cache="disk" if self.args.cache == "disk" else False)
         else:
             loader = DetectionLoader(index, imgsz=self.args.imgsz, batch_size=batch_size, workers=workers,
                                      backend=opts["backend"], augment=False, rect=True, stride=gs, pad=0.5,

@@ -104,7 +104,8 @@ class ImageCache:
                 del self._pending[key]
             fut.set_exception(e)
             raise
-        im.setflags(write=False)  # shared between threads and samples: never painted on
+        if im.flags.writeable:
+            im.setflags(write=False)  # shared between threads and samples: never painted on
         with self._lock:
             del self._pending[key]
             if im.nbytes <= self.budget:
