@@ -96,7 +96,8 @@ def _stock_loader(spec: dict):
     from ultralytics.data.build import InfiniteDataLoader, seed_worker
     from ultralytics.data.utils import check_det_dataset
 
-    cfg = get_cfg(overrides={"imgsz": spec["imgsz"], "batch": spec["batch"], "workers": spec["workers"]})
+    cfg = get_cfg(overrides={"imgsz": spec["imgsz"], "batch": spec["batch"], "workers": spec["workers"],
+                             "cache": spec.get("cache") or False})
     data = check_det_dataset(spec["data"])
     ds = build_yolo_dataset(cfg, data["train"], spec["batch"], data, mode="train")
     if spec.get("forced"):
@@ -116,7 +117,8 @@ def _stock_loader(spec: dict):
 def _our_loader(spec: dict):
     from loader import DetectionLoader
 
-    dl = DetectionLoader(spec["data"], imgsz=spec["imgsz"], batch_size=spec["batch"], workers=spec["workers"])
+    dl = DetectionLoader(spec["data"], imgsz=spec["imgsz"], batch_size=spec["batch"], workers=spec["workers"],
+                         cache=spec.get("cache") or False)
     return dl, dl.num_workers, dl.planner.buffer_len + 2 * spec["batch"], dl.close
 
 
@@ -222,6 +224,10 @@ def contenders(a) -> list[dict]:
         out.append(dict(base, kind="ours", name=f"cpu-w{w}", workers=w))
     out.append(dict(base, kind="ours", name="cpu-auto", workers="auto"))
     out.append(dict(base, kind="dali", name="dali", workers=0))
+    for mode in a.cache or []:  # cached regimes: build time is reported apart (build_s), then steady state
+        w = a.workers[0]
+        out.append(dict(base, kind="stock", name=f"stock-w{w}-{mode}", workers=w, cache=mode))
+        out.append(dict(base, kind="ours", name=f"cpu-w{w}-{mode}", workers=w, cache=mode))
     return out
 
 
@@ -289,6 +295,8 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--quick", action="store_true",
                     help="a small demo set, imgsz 320, batch 8, few batches, no forced stock (CI smoke run)")
     ap.add_argument("--warmup", type=int, default=None, help="warm-up batches (default: until buffers are full)")
+    ap.add_argument("--cache", type=lambda t: [m for m in t.split(",") if m], default=[],
+                    help="also compare cached regimes: ram, disk or ram,disk (stock and ours at the first worker count)")
     ap.add_argument("--timeout", type=float, default=900)
 
 

@@ -74,7 +74,7 @@ def _cmd_tune(a) -> int:
     rows = []
     for k, w in enumerate(sweep_workers, 1):
         spec = {"kind": "ours", "name": f"cpu-w{w}", "workers": w, "data": str(data), "imgsz": a.imgsz,
-                "batch": a.batch, "batches": a.batches}
+                "batch": a.batch, "batches": a.batches, "cache": a.cache}
         r = run_child(spec, 900)
         r["workers"] = w
         rows.append(r)
@@ -125,6 +125,7 @@ def build_parser():
     u.add_argument("--workers", default=None, help="comma-separated counts to try (default: 1 .. 2 x cores)")
     u.add_argument("--ram-budget", default="50%", help="of total RAM, or e.g. 12GiB (default 50%%)")
     u.add_argument("--tolerance", type=float, default=0.05, help="take the smallest within this of the best")
+    u.add_argument("--cache", default=None, choices=["ram", "disk"], help="tune for a cached regime")
     u.set_defaults(fn=_cmd_tune)
     return p
 

@@ -75,9 +75,10 @@ class DetectionLoader(Closing):
         if augment and rect:
             raise UnsupportedHyp("rect=True with augmentation (rectangular training) is not supported; "
                                  "use rect=False for training (mosaic needs square batches)")
-        if cache not in (False, None, "disk"):
-            raise UnsupportedHyp(f"cache={cache!r} is not available yet (only cache=False or cache='disk'); the "
-                                 f"shared RAM cache is a later issue")
+        if cache is True:
+            cache = "ram"  # Ultralytics' cache=True
+        if cache not in (False, None, "disk", "ram"):
+            raise UnsupportedHyp(f"cache={cache!r} must be False, 'disk' or 'ram'")
         if backend not in ("auto", "cpu", "dali"):
             raise ValueError(f"backend must be 'auto', 'cpu' or 'dali', got {backend!r}")
         if backend == "dali":
@@ -103,6 +104,11 @@ class DetectionLoader(Closing):
             self.workers = int(workers)
         if self.workers < 1:
             raise ValueError(f"workers must be >= 1 or 'auto', got {workers!r}")
+        # images that failed to read at training time: index -> reason (they never come back)
+        self.max_bad_fraction = float(max_bad_fraction)
+        self.unreadable: dict[int, str] = {}
+        self._replaced: list[tuple[int, int]] = []  # (epoch position, unreadable index) this epoch
+        self._lock = threading.Lock()
         self.prefetch = max(1, int(prefetch))
         self.reduced_decode = bool(reduced_decode)
         n = len(self.index)
@@ -126,12 +132,30 @@ class DetectionLoader(Closing):
             cache_bytes = min((self.planner.buffer_len + 2 * self.batch_size) * per_image, 4 << 30) if augment \
                 else 2 * self.batch_size * per_image
         self.images = ImageCache(cache_bytes)
-        self.disk = None
+        self.disk = self.arena = None
+        key = f"{self.index.data.get('yaml_file') or self.index.im_files[0]}|{self.index.split}"
         if cache == "disk":
             from .backends.cpu.diskcache import DiskCache
 
-            key = self.index.data.get("yaml_file") or str(self.index.im_files[0])
-            self.disk = DiskCache(f"{key}|{self.index.split}", self.imgsz)
+            self.disk = DiskCache(key, self.imgsz)
+            built = self.disk.build(((self.index.im_files[i], self.planner.load_hw(i), i)
+                                     for i in range(len(self.index))), self._decode, self.workers)
+            if built:
+                LOG.info("disk cache: %d images encoded at training size in %s", built, self.disk.dir)
+        elif cache == "ram":
+            from .backends.cpu.ramcache import RamArena
+
+            def load_or_none(i):
+                try:
+                    return self._decode(i)
+                except OSError as e:
+                    self.unreadable[i] = str(e)
+                    return None
+
+            self.arena = RamArena(f"{key}|{self.imgsz}", self.planner._load_hw, load_or_none,
+                                  workers=self.workers)
+            for i in self.arena.unreadable.tolist():
+                self.unreadable.setdefault(i, "unreadable when the RAM cache was built")
         max_hw = int(self._val_shapes.max()) if self._val_shapes is not None else self.imgsz
         # prefetched batches, the one the consumer holds and the one it just dropped (the loop variable still
         # holds it while the next is requested); a consumer that keeps more gets fresh buffers
@@ -142,11 +166,6 @@ class DetectionLoader(Closing):
         self._closed = False
         self._generation = 0
         self.samples = 0
-        # images that failed to read at training time: index -> reason (they never come back)
-        self.max_bad_fraction = float(max_bad_fraction)
-        self.unreadable: dict[int, str] = {}
-        self._replaced: list[tuple[int, int]] = []  # (epoch position, unreadable index) this epoch
-        self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ sizes
     def __len__(self) -> int:
@@ -193,22 +212,24 @@ class DetectionLoader(Closing):
         self.planner.hyp = self.hyp
 
     # ------------------------------------------------------------------ painting
-    def _load(self, i: int) -> np.ndarray:
+    def _decode(self, i: int) -> np.ndarray:
         from .backends.cpu.images import decode_resized, read_bytes
 
+        return decode_resized(read_bytes(self.index.im_files[i]), tuple(self.index.shapes[i]),
+                              self.planner.load_hw(i), bool(self.index.formats[i] == 1), self.reduced_decode,
+                              self.index.im_files[i])
+
+    def _load(self, i: int) -> np.ndarray:
         if i in self.unreadable:
             raise _Unreadable(i, self.unreadable[i])
-
-        def decode():
-            return decode_resized(read_bytes(self.index.im_files[i]), tuple(self.index.shapes[i]),
-                                  self.planner.load_hw(i), bool(self.index.formats[i] == 1), self.reduced_decode,
-                                  self.index.im_files[i])
+        if self.arena is not None:
+            return self.arena.get(i)
 
         def cached():
-            return self.disk.get(self.index.im_files[i], self.planner.load_hw(i), decode)
+            return self.disk.get(self.index.im_files[i], self.planner.load_hw(i), lambda: self._decode(i))
 
         try:
-            return self.images.get(i, cached if self.disk is not None else decode)
+            return self.images.get(i, cached if self.disk is not None else lambda: self._decode(i))
         except OSError as e:  # DecodeError, or the file vanished / cannot be read
             with self._lock:
                 if i not in self.unreadable:
@@ -345,3 +366,5 @@ class DetectionLoader(Closing):
         self.ring.clear()
         if self.disk is not None:
             self.disk.flush()
+        if self.arena is not None:
+            self.arena.close()

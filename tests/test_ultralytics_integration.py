@@ -107,7 +107,7 @@ def trainer_dir(trained):
     return trained[1].save_dir
 
 
-@pytest.mark.parametrize("override,key", [({"cache": "ram"}, "cache"), ({"fraction": 0.5}, "fraction"),
+@pytest.mark.parametrize("override,key", [({"cache": "memory"}, "cache"), ({"fraction": 0.5}, "fraction"),
                                           ({"cutmix": 0.5}, "cutmix"), ({"copy_paste": 0.2}, "copy_paste"),
                                           ({"rect": True}, "rect"), ({"single_cls": True}, "single_cls")])
 def test_unsupported_arguments_are_refused_by_name(train_set, tmp_path, override, key):

@@ -55,9 +55,8 @@ def loader_options(explicit: dict | None = None, inherited: bool = False) -> dic
 def check_trainer_args(args) -> None:
     """Refuse, naming the key, every train argument our loader would otherwise ignore."""
     refused = []
-    if args.cache not in (False, None, "False", "false", "disk"):
-        refused.append(f"cache={args.cache!r} (the shared RAM cache is not available yet; use cache=False or "
-                       f"cache='disk')")
+    if args.cache not in (False, None, True, "False", "false", "True", "true", "ram", "disk"):
+        refused.append(f"cache={args.cache!r} (use False, True / 'ram' or 'disk')")
     if float(args.fraction) != 1.0:
         refused.append(f"fraction={args.fraction!r} (use fraction=1.0)")
     if args.classes is not None:
@@ -69,6 +68,13 @@ def check_trainer_args(args) -> None:
     if refused:
         raise UnsupportedHyp("FastDetectionTrainer does not support: " + "; ".join(refused))
     Hyp.from_any(vars(args))  # augmentation hyperparameters: refused here, before any data is read
+
+
+def _cache_mode(value) -> str | bool:
+    """Ultralytics' ``cache`` argument -> ours: one shared RAM arena per node, or the disk cache."""
+    if value in (True, "True", "true", "ram"):
+        return "ram"
+    return "disk" if value == "disk" else False
 
 
 class FastDetectionTrainer(DetectionTrainer):
@@ -95,7 +101,7 @@ class FastDetectionTrainer(DetectionTrainer):
                                      backend=opts["backend"], augment=True, hyp=vars(self.args),
                                      seed=self.args.seed, rank=max(RANK, 0), world_size=world,
                                      prefetch=opts["prefetch"], drop_last=bool(self.args.compile),
-                                     cache="disk" if self.args.cache == "disk" else False)
+                                     cache=_cache_mode(self.args.cache))
         else:
             loader = DetectionLoader(index, imgsz=self.args.imgsz, batch_size=batch_size, workers=workers,
                                      backend=opts["backend"], augment=False, rect=True, stride=gs, pad=0.5,

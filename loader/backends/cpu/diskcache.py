@@ -87,6 +87,38 @@ class DiskCache:
             self.flush()
         return im
 
+    def fresh(self, src: str, hw) -> bool:
+        """Whether ``src`` has a valid entry (same size, mtime and training size)."""
+        e = self.entries.get(src)
+        if not e or tuple(e["hw"]) != tuple(hw) or not (self.dir / e["file"]).exists():
+            return False
+        try:
+            st = os.stat(src)
+        except OSError:
+            return False
+        return e["size"] == st.st_size and e["mtime_ns"] == st.st_mtime_ns
+
+    def build(self, items, decode, workers: int = 2) -> int:
+        """Encode every (src, hw, index) of ``items`` that lacks a valid entry; returns how many.
+
+        Unreadable sources are skipped here (the loader reports them when a sample needs them).
+        """
+        from concurrent.futures import ThreadPoolExecutor
+
+        todo = [(src, hw, i) for src, hw, i in items if not self.fresh(src, hw)]
+
+        def one(job):
+            src, hw, i = job
+            try:
+                self.get(src, hw, lambda: decode(i))
+            except OSError:
+                pass
+
+        with ThreadPoolExecutor(max(1, workers)) as ex:
+            list(ex.map(one, todo))
+        self.flush()
+        return len(todo)
+
     def flush(self) -> None:
         """Write the manifest (atomically) if entries changed."""
         with self._lock:
