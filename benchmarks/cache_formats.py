@@ -9,28 +9,20 @@ decoded and resized on every load (no cache) is the baseline.
 
 from __future__ import annotations
 
-import argparse
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from stages import stage_setup, time_per_item
+
 from loader.backends.cpu.images import decode_resized, read_bytes
-from loader.dataset import build_index
 from loader.plan import load_size
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--data", required=True)
-    ap.add_argument("--imgsz", type=int, default=896)
-    ap.add_argument("--n", type=int, default=60)
-    a = ap.parse_args()
-    cv2.setNumThreads(1)
-    ix = build_index(a.data, verbose=False)
+    a, ix = stage_setup(60)
     n = min(a.n, len(ix))
     srcs = [ix.im_files[i] for i in range(n)]
     hw = [load_size(*(int(v) for v in ix.shapes[i]), a.imgsz) for i in range(n)]
@@ -49,16 +41,7 @@ def main() -> None:
     ext = {"npy": ".npy", "npy (read)": ".npy", "jpg q95": ".jpg", "png (level 1)": ".png", "webp lossless": ".webp"}
     rows = []
 
-    def timed(fn, items):
-        runs = []
-        for _ in range(3):
-            t = time.perf_counter()
-            for x in items:
-                fn(x)
-            runs.append((time.perf_counter() - t) / len(items) * 1000)
-        return statistics.median(runs)
-
-    base = timed(lambda k: decode_resized(read_bytes(srcs[k]), tuple(ix.shapes[k]), hw[k], True).sum(dtype=np.uint64),
+    base = time_per_item(lambda k: decode_resized(read_bytes(srcs[k]), tuple(ix.shapes[k]), hw[k], True).sum(dtype=np.uint64),
                  range(n))
     rows.append(("source JPEG, decode + resize (no cache)", base, np.mean([Path(s).stat().st_size for s in srcs])))
     for name, (write, read) in writers.items():
@@ -66,12 +49,12 @@ def main() -> None:
         if write:
             for p, im in zip(paths, imgs):
                 write(p, im)
-        rows.append((name, timed(read, paths), np.mean([p.stat().st_size for p in paths])))
+        rows.append((name, time_per_item(read, paths), np.mean([p.stat().st_size for p in paths])))
     mad = np.mean([np.abs(cv2.imread(str(tmp / f"{k}.jpg")).astype(int) - imgs[k]).mean() for k in range(n)])
     print(f"{n} images at imgsz {a.imgsz} ({hw[0][1]}x{hw[0][0]}); page cache warm; one thread")
     for name, ms, size in rows:
         print(f"{name:42s} {ms:7.2f} ms/img {size / 2**20:7.2f} MiB/img")
-    print(f"jpg q95 mean absolute pixel error vs the uncached pixels: {mad:.2f} grey levels (lossy: opt-in only)")
+    print(f"jpg q95 mean absolute pixel error vs the uncached pixels: {mad:.2f} grey levels (lossy: not offered)")
 
 
 if __name__ == "__main__":

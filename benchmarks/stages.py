@@ -23,7 +23,8 @@ from loader.dataset import build_index
 from loader.plan import load_size
 
 
-def _time(fn, items, repeat: int = 3) -> float:
+def time_per_item(fn, items, repeat: int = 3) -> float:
+    """Median over ``repeat`` runs of milliseconds per item of ``fn`` over ``items``."""
     runs = []
     for _ in range(repeat):
         t = time.perf_counter()
@@ -33,14 +34,19 @@ def _time(fn, items, repeat: int = 3) -> float:
     return statistics.median(runs)
 
 
-def main() -> None:
+def stage_setup(default_n: int):
+    """Arguments (--data, --imgsz, --n) and the index; OpenCV single-threaded, as under painter threads."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", required=True)
     ap.add_argument("--imgsz", type=int, default=896)
-    ap.add_argument("--n", type=int, default=40)
+    ap.add_argument("--n", type=int, default=default_n)
     a = ap.parse_args()
     cv2.setNumThreads(1)
-    ix = build_index(a.data, verbose=False)
+    return a, build_index(a.data, verbose=False)
+
+
+def main() -> None:
+    a, ix = stage_setup(40)
     files = [ix.im_files[i] for i in range(min(a.n, len(ix)))]
     blobs = [np.fromfile(f, np.uint8) for f in files]
     h0, w0 = (int(v) for v in ix.shapes[0])
@@ -52,23 +58,23 @@ def main() -> None:
         im.draft("RGB", (w0 // 2, h0 // 2))
         return np.asarray(im.convert("RGB"))
 
-    rows.append(("decode: OpenCV full", _time(lambda b: cv2.imdecode(b, cv2.IMREAD_COLOR), blobs)))
-    rows.append(("decode: OpenCV DCT 1/2", _time(lambda b: cv2.imdecode(b, cv2.IMREAD_REDUCED_COLOR_2), blobs)))
-    rows.append(("decode: Pillow-SIMD draft 1/2", _time(pil_draft, blobs)))
+    rows.append(("decode: OpenCV full", time_per_item(lambda b: cv2.imdecode(b, cv2.IMREAD_COLOR), blobs)))
+    rows.append(("decode: OpenCV DCT 1/2", time_per_item(lambda b: cv2.imdecode(b, cv2.IMREAD_REDUCED_COLOR_2), blobs)))
+    rows.append(("decode: Pillow-SIMD draft 1/2", time_per_item(pil_draft, blobs)))
     half = [cv2.imdecode(b, cv2.IMREAD_REDUCED_COLOR_2) for b in blobs]
     rows.append((f"resize: OpenCV INTER_LINEAR {half[0].shape[1]}->{w}",
-                 _time(lambda im: cv2.resize(im, (w, h), interpolation=cv2.INTER_LINEAR), half)))
+                 time_per_item(lambda im: cv2.resize(im, (w, h), interpolation=cv2.INTER_LINEAR), half)))
     pil_half = [Image.fromarray(im) for im in half]
     rows.append((f"resize: Pillow-SIMD BILINEAR {half[0].shape[1]}->{w}",
-                 _time(lambda im: im.resize((w, h), Image.BILINEAR), pil_half)))
+                 time_per_item(lambda im: im.resize((w, h), Image.BILINEAR), pil_half)))
     tiles = [cv2.resize(im, (w, h)) for im in half]
     out = np.empty((a.imgsz, a.imgsz, 3), np.uint8)
     M = np.array([[0.8, 0, 30.5], [0, 0.8, 20.25]])
     for name, mode in (("replicate", cv2.BORDER_REPLICATE), ("constant", cv2.BORDER_CONSTANT)):
         rows.append((f"warp: warpAffine {a.imgsz}^2 border {name}",
-                     _time(lambda t: cv2.warpAffine(t, M, (a.imgsz, a.imgsz), dst=out, borderMode=mode), tiles)))
+                     time_per_item(lambda t: cv2.warpAffine(t, M, (a.imgsz, a.imgsz), dst=out, borderMode=mode), tiles)))
     r = np.array([0.01, 0.3, -0.2])
-    rows.append((f"hsv: cvtColor + LUT + cvtColor {a.imgsz}^2", _time(lambda t: apply_hsv(out, r, True), tiles)))
+    rows.append((f"hsv: cvtColor + LUT + cvtColor {a.imgsz}^2", time_per_item(lambda t: apply_hsv(out, r, True), tiles)))
     for name, ms in rows:
         print(f"{name:48s} {ms:7.2f} ms")
 
