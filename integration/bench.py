@@ -194,6 +194,11 @@ def child(spec: dict) -> dict:
            "images_timed": n_img}
     if spec["kind"] == "ours":
         row["decodes_per_sample"] = dl.stats()["decodes_per_sample"]
+        row["cache_bytes"] = dl.arena.nbytes if dl.arena else dl.disk.nbytes() if dl.disk else 0
+    elif spec.get("cache"):
+        ds = dl.dataset
+        row["cache_bytes"] = int(sum(im.nbytes for im in ds.ims if im is not None)) if spec["cache"] == "ram" else \
+            int(sum(f.stat().st_size for f in ds.npy_files if f.exists()))
     if close:
         close()
     return row
