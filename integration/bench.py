@@ -166,13 +166,22 @@ def child(spec: dict) -> dict:
             it = iter(dl)
             return next(it)
 
+    lat = []
     for _ in range(warm):
+        t = time.perf_counter()
         next_batch()
-    # Drain what the workers prefetched (stock: prefetch_factor 4 x workers batches; ours: ``prefetch``): timing
-    # queued batches would measure the queue, not the loader.
-    drained = 4 * workers if spec["kind"] == "stock" else dl.prefetch
-    for _ in range(drained):
+        lat.append(time.perf_counter() - t)
+    # Drain the batches the workers prefetched (stock queues up to prefetch_factor 4 x workers batches, plus the
+    # ones being built): timing a queue would measure the queue. The interval between batches in the second half
+    # of the warm-up is the production rate; drain until a batch has to be waited for a good part of it.
+    interval = statistics.mean(lat[len(lat) // 2:]) if lat else 0.0
+    drained = 0
+    while drained < 1000:
+        t = time.perf_counter()
         next_batch()
+        drained += 1
+        if time.perf_counter() - t > 0.5 * interval:
+            break
     t0, c0 = time.perf_counter(), meter.cpu_seconds()
     n_img = 0
     delay = json.loads(os.environ.get("YOLO_LOADER_BENCH_DELAY", "{}")).get(spec["name"], 0.0)

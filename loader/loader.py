@@ -62,6 +62,12 @@ class DetectionLoader(Closing):
     Ultralytics' hyperparameters (``hyp``: dict/namespace, unknown keys ignored, unsupported values
     refused). Val (``augment=False``): letterbox without upscaling; ``rect=True`` sorts by aspect ratio
     and gives each batch its own shape, as Ultralytics' validator does.
+
+    ``workers``: painter threads (``"auto"``: the tuner's pick for this data/imgsz/batch, else one per
+    core). ``cache``: False, ``"ram"`` (one shared arena per node) or ``"disk"`` (training-size images,
+    memory-mapped). ``max_bad_fraction``: share of an epoch's samples that may need a replacement
+    for an image unreadable at training time before ``BadDataError``. ``reduced_decode``: DCT-reduced
+    JPEG decoding (off: full decode, as Ultralytics). ``prefetch``: batches painted ahead.
     """
 
     def __init__(self, source, imgsz: int = 896, batch_size: int = 16, workers="auto", backend: str = "auto",
@@ -152,7 +158,7 @@ class DetectionLoader(Closing):
                     self.unreadable[i] = str(e)
                     return None
 
-            self.arena = RamArena(f"{key}|{self.imgsz}", self.planner._load_hw, load_or_none,
+            self.arena = RamArena(f"{key}|{self.imgsz}", self.planner.load_shapes, load_or_none,
                                   workers=self.workers)
             for i in self.arena.unreadable.tolist():
                 self.unreadable.setdefault(i, "unreadable when the RAM cache was built")

@@ -103,6 +103,13 @@ class Planner:
         self._load_hw = np.array([load_size(h, w, self.imgsz) for h, w in index.shapes], np.int32).reshape(-1, 2)
 
     # ------------------------------------------------------------------ helpers
+    @property
+    def load_shapes(self) -> np.ndarray:
+        """(n, 2) Ultralytics load size (h, w) of every image (read-only view)."""
+        v = self._load_hw.view()
+        v.flags.writeable = False
+        return v
+
     def load_hw(self, i: int) -> tuple[int, int]:
         h, w = self._load_hw[i]
         return int(h), int(w)
