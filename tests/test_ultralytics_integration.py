@@ -219,3 +219,20 @@ def test_out_of_memory_retry_rebuilds_loaders_without_leaks(train_set, tmp_path)
     assert len(train_loaders) == 2 and first.batch_size == 8 and rebuilt.batch_size == 4
     assert first.loader._closed, "the replaced train loader was closed"
     assert not [t for t in threading.enumerate() if t.name.startswith("loader-paint")]
+
+
+def test_trainer_workers_argument_sets_painter_threads(train_set, tmp_path):
+    trainer = FastDetectionTrainer(overrides=dict(model="yolo11n.yaml", data=str(train_set), imgsz=64, device="cpu",
+                                                  workers=3, project=str(tmp_path), name="w"))
+    assert trainer.args.workers == 0  # Ultralytics' rule on CPU devices ...
+    dl = trainer.get_dataloader(trainer.data["train"], batch_size=4, mode="train")
+    try:
+        assert dl.num_workers == len(os.sched_getaffinity(0))  # ... then "auto": one per core
+    finally:
+        dl.close()
+    trainer.args.workers = 3  # as on a GPU machine
+    dl = trainer.get_dataloader(trainer.data["train"], batch_size=4, mode="train")
+    try:
+        assert dl.num_workers == 3 and dl.batch_size == 4 and len(dl.dataset) == 16
+    finally:
+        dl.close()

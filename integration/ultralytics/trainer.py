@@ -92,8 +92,11 @@ class FastDetectionTrainer(DetectionTrainer):
     def get_dataloader(self, dataset_path, batch_size: int = 16, rank: int = 0, mode: str = "train"):
         assert mode in {"train", "val"}, f"mode must be 'train' or 'val', not {mode}"
         opts = self.fast_options
-        workers = opts["workers"] or "auto"  # Ultralytics sets args.workers=0 on CPU: our threads still run
-        gs = max(int(unwrap_model(self.model).stride.max()), 32) if self.model is not None else 32
+        # our option, else the trainer's `workers` (painter threads); Ultralytics sets it to 0 on CPU
+        # devices, where our threads still pay off: then "auto" (tuner pick, else one per core)
+        workers = opts["workers"] or (int(self.args.workers) if int(self.args.workers or 0) > 0 else "auto")
+        model = unwrap_model(self.model) if self.model is not None and not isinstance(self.model, str) else None
+        gs = max(int(model.stride.max()), 32) if model is not None and hasattr(model, "stride") else 32
         index = build_index(dataset_path, "train" if mode == "train" else "val", names=self.data["names"])
         world = self.world_size if RANK != -1 else 1
         if mode == "train":

@@ -21,5 +21,5 @@ class FastDetectionValidator(DetectionValidator):
         index = build_index(dataset_path, "val", names=self.data["names"])
         loader = DetectionLoader(index, imgsz=self.args.imgsz, batch_size=batch_size, augment=False,
                                  rect=bool(self.args.rect), stride=int(self.stride), pad=0.5,
-                                 workers=self.args.workers or "auto")
+                                 workers=int(self.args.workers) if int(self.args.workers or 0) > 0 else "auto")
         return UltralyticsLoader(loader, self.data)
