@@ -48,7 +48,8 @@ def _translate(x: float, y: float) -> np.ndarray:
     return np.array([[1, 0, x], [0, 1, y], [0, 0, 1]], np.float64)
 
 
-def _paint_axis_aligned(plan: Plan, images: list[np.ndarray], out: np.ndarray) -> None:
+def _paint_axis_aligned(plan: Plan, images: list[np.ndarray], out: np.ndarray, fill=(FILL, FILL, FILL)) -> list:
+    """Warp each tile into the output pixels it covers; ``fill`` the rest. Returns the covered rectangles."""
     H, W = plan.out_hw
     M = plan.M.astype(np.float64)
     sx, tx, sy, ty = M[0, 0], M[0, 2], M[1, 1], M[1, 2]
@@ -76,12 +77,14 @@ def _paint_axis_aligned(plan: Plan, images: list[np.ndarray], out: np.ndarray) -
             # pixel line, under 0.1 grey level on average). BORDER_REPLICATE is 4x slower here.
             _warp_into(crop, A, out[Y0:Y1, X0:X1], cv2.BORDER_CONSTANT)
         covered.append((Y0, Y1, X0, X1))
-    _fill_uncovered(out, covered)
+    _fill_uncovered(out, covered, fill)
+    return covered
 
 
-def _fill_uncovered(out: np.ndarray, rects: list[tuple[int, int, int, int]]) -> None:
-    """Fill with 114 every pixel outside the painted rectangles (row bands, no full-frame pass)."""
+def _fill_uncovered(out: np.ndarray, rects: list[tuple[int, int, int, int]], fill=(FILL, FILL, FILL)) -> None:
+    """Fill every pixel outside the painted rectangles (row bands, no full-frame pass)."""
     H, W = out.shape[:2]
+    FILL = np.asarray(fill, np.uint8)  # noqa: N806 - the fill colour, as the module constant reads
     if not rects:
         out[...] = FILL
         return
@@ -173,13 +176,28 @@ def _paint_geometry(plan: Plan, load, out: np.ndarray) -> None:
         _paint_general(plan, images, out)
 
 
+def _final_fill(plan: Plan) -> tuple[int, int, int]:
+    """The colour a 114 fill pixel has after the plan's HSV and channel order."""
+    px = np.full((1, 1, 3), FILL, np.uint8)
+    apply_hsv(px, plan.hsv, to_rgb=not plan.keep_bgr)
+    return tuple(int(v) for v in px[0, 0])
+
+
 def paint(plan: Plan, load, out: np.ndarray) -> None:
     """Paint ``plan`` into ``out`` (H, W, 3 uint8, RGB unless the plan keeps BGR).
 
     ``load(index)`` returns the BGR image at Ultralytics' load size (see ``images.ImageCache``).
+    On the axis-aligned route the colour step runs only on the painted rectangles, and the fill
+    (about a quarter of a mosaic) is written directly in its final colour: the same pixels as
+    converting the whole frame, for about a quarter less work.
     """
     if out.shape != (*plan.out_hw, 3) or out.dtype != np.uint8:
         raise ValueError(f"output buffer {out.shape} {out.dtype} does not match plan {plan.out_hw}")
+    if plan.mix is None and plan.axis_aligned:
+        rects = _paint_axis_aligned(plan, [load(t.index) for t in plan.tiles], out, _final_fill(plan))
+        for y0, y1, x0, x1 in rects:
+            apply_hsv(out[y0:y1, x0:x1], plan.hsv, to_rgb=not plan.keep_bgr)
+        return
     _paint_geometry(plan, load, out)
     if plan.mix is not None:
         other = np.empty_like(out)
