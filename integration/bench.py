@@ -117,8 +117,9 @@ def _stock_loader(spec: dict):
 def _our_loader(spec: dict):
     from loader import DetectionLoader
 
-    dl = DetectionLoader(spec["data"], imgsz=spec["imgsz"], batch_size=spec["batch"], workers=spec["workers"],
-                         cache=spec.get("cache") or False)
+    dl = DetectionLoader(spec["data"], imgsz=spec["imgsz"], batch_size=spec["batch"],
+                         workers=spec["workers"] or "auto", cache=spec.get("cache") or False,
+                         backend="dali" if spec["kind"] == "dali" else "cpu")
     return dl, dl.num_workers, dl.planner.buffer_len + 2 * spec["batch"], dl.close
 
 
@@ -148,11 +149,10 @@ def _decode_only(spec: dict) -> dict:
 def child(spec: dict) -> dict:
     if spec["kind"] == "decode":
         return _decode_only(spec)
-    if spec["kind"] == "dali":
-        raise RuntimeError("the DALI engine is not built yet (issue 4): no dali row")
     meter = TreeMeter()
     t_build = time.perf_counter()
     dl, workers, buffered_images, close = (_stock_loader if spec["kind"] == "stock" else _our_loader)(spec)
+    dali_device = dl.dali.device if spec["kind"] == "dali" and dl.dali is not None else None
     build_s = time.perf_counter() - t_build
     b = spec["batch"]
     warm = spec["warmup"] if spec.get("warmup") is not None else (-(-buffered_images // b) + 2)
@@ -201,7 +201,10 @@ def child(spec: dict) -> dict:
            "pss_steady_gib": statistics.median(timed) / 2**30, "warmup_batches": warm, "drained_batches": drained,
            "build_s": build_s,
            "images_timed": n_img}
-    if spec["kind"] == "ours":
+    if dali_device:
+        row["dali_device"] = dali_device
+        row["name"] = "dali" if dali_device == "gpu" else "dali (CPU-only mode)"
+    if spec["kind"] in ("ours", "dali"):
         row["decodes_per_sample"] = dl.stats()["decodes_per_sample"]
         row["cache_bytes"] = dl.arena.nbytes if dl.arena else dl.disk.nbytes() if dl.disk else 0
     elif spec.get("cache"):

@@ -100,10 +100,10 @@ def _check(img_rgb: np.ndarray, boxes_xywh: np.ndarray, stats: dict, rotated: bo
             assert iou >= 0.9, f"box {np.round(box, 1)} vs object pixels {found}: IoU {iou:.3f}"
 
 
-def _run(flat_set, hyp: dict, epochs: int) -> dict:
+def _run(flat_set, hyp: dict, epochs: int, backend: str = "cpu") -> dict:
     from dataclasses import replace
 
-    loader = DetectionLoader(flat_set, imgsz=S, batch_size=8, workers=1, hyp=hyp)
+    loader = DetectionLoader(flat_set, imgsz=S, batch_size=8, workers=1, hyp=hyp, backend=backend)
     planner = Planner(loader.index, S, hyp, batch_size=8, seed=5)
     stats = {"ious": [], "edge_err": [], "tiny": 0, "rotated_at_border": 0, "plans": 0, "mixup": 0, "rotated": 0}
     try:
@@ -111,6 +111,8 @@ def _run(flat_set, hyp: dict, epochs: int) -> dict:
             order = epoch_order(len(loader.index), 5, epoch)
             for pos in range(len(order)):
                 plan = planner.train_plan(epoch, pos, order)
+                if loader.dali is not None:  # tiles decoded by DALI, as the loader does per batch
+                    loader._predecode([plan])
                 stats["plans"] += 1
                 stats["rotated"] += not plan.axis_aligned
                 out = np.empty((S, S, 3), np.uint8)
@@ -147,8 +149,12 @@ def test_boxes_enclose_painted_objects_over_500_plans(flat_set):
     assert len(stats["edge_err"]) >= 1000 and len(stats["ious"]) >= 300, stats
 
 
-def test_boxes_enclose_painted_objects_default_geometry(flat_set):
-    """Default hyperparameters (scale + translate + flip): the direct tile-painting path."""
-    stats = _run(flat_set, {"hsv_h": 0.0, "hsv_s": 0.0, "hsv_v": 0.0, "flipud": 0.5}, 6)
+@pytest.mark.parametrize("backend", ["cpu", "dali"])
+def test_boxes_enclose_painted_objects_default_geometry(flat_set, backend):
+    """Default hyperparameters (scale + translate + flip): the direct tile-painting path; also with the
+    tiles decoded by DALI (CPU-only mode here)."""
+    if backend == "dali":
+        pytest.importorskip("nvidia.dali")
+    stats = _run(flat_set, {"hsv_h": 0.0, "hsv_s": 0.0, "hsv_v": 0.0, "flipud": 0.5}, 6, backend)
     assert stats["plans"] >= 100 and stats["rotated"] == 0 and stats["rotated_at_border"] == 0
     assert len(stats["ious"]) >= 100

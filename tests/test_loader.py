@@ -235,8 +235,6 @@ def test_bad_arguments(demo_set):
         DetectionLoader(demo_set, batch_size=0)
     with pytest.raises(ValueError, match="backend"):
         DetectionLoader(demo_set, backend="tpu")
-    with pytest.raises(NotImplementedError, match="dali"):
-        DetectionLoader(demo_set, backend="dali")
     with pytest.raises(ValueError, match="workers"):
         DetectionLoader(demo_set, workers=0)
     with pytest.raises(ValueError, match="imgsz"):
