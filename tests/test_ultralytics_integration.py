@@ -236,3 +236,22 @@ def test_trainer_workers_argument_sets_painter_threads(train_set, tmp_path):
         assert dl.num_workers == 3 and dl.batch_size == 4 and len(dl.dataset) == 16
     finally:
         dl.close()
+
+
+def test_training_with_the_dali_backend_cpu_only(train_set, tmp_path):
+    """The same trainer with backend='dali' (DALI's CPU-only mode here): trains, closes mosaic, validates."""
+    pytest.importorskip("nvidia.dali")
+    from ultralytics import YOLO
+
+    model = YOLO("yolo11n.yaml")
+    model.train(data=str(train_set), imgsz=160, epochs=2, batch=8, close_mosaic=1, device="cpu", plots=False,
+                project=str(tmp_path), name="dali", trainer=fast_trainer(backend="dali", workers=2), verbose=False,
+                amp=False)
+    trainer = model.trainer
+    assert trainer.train_loader.loader.backend == "dali" and trainer.train_loader.loader.mosaic_closed
+    rows = (Path(trainer.save_dir) / "results.csv").read_text().strip().splitlines()
+    header = [h.strip() for h in rows[0].split(",")]
+    assert len(rows) == 3
+    for line in rows[1:]:
+        vals = dict(zip(header, (float(v) for v in line.split(","))))
+        assert math.isfinite(vals["train/box_loss"]) and "metrics/mAP50-95(B)" in vals
