@@ -1,0 +1,141 @@
+"""Paint plans with torch ops on any device: the GPU composition step of the DALI engine.
+
+Same plans, same semantics as ``backends/cpu/painter.py`` (tiles warped into the pixels they
+cover with a 114 border, mixup's truncating blend, Ultralytics' HSV LUTs, RGB out), written with
+tensor ops so that tiles decoded on the GPU (DALI / nvJPEG) never come back to the host. On a
+CPU it runs too, which is how the tests pin it to the OpenCV painter.
+
+Colour conversion reproduces OpenCV's 8-bit BGR->HSV exactly (its fixed-point division
+tables) and HSV->RGB in float32 as OpenCV does; warps are bilinear with pixel centres at
+integer coordinates, like ``cv2.warpAffine`` (which quantizes coordinates to 1/32 px: small
+differences at edges).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..plan import Plan
+from .cpu.painter import FILL, hsv_luts
+
+__all__ = ["paint_torch", "bgr_to_hsv8", "hsv8_to_rgb"]
+
+_SHIFT = 12
+
+
+def _tables(device):
+    i = torch.arange(256, dtype=torch.float64)
+    sdiv = torch.where(i > 0, torch.round((255 << _SHIFT) / i.clamp(min=1)), torch.zeros_like(i))
+    hdiv = torch.where(i > 0, torch.round((180 << _SHIFT) / (6 * i.clamp(min=1))), torch.zeros_like(i))
+    return sdiv.to(torch.int64).to(device), hdiv.to(torch.int64).to(device)
+
+
+def bgr_to_hsv8(img: torch.Tensor) -> torch.Tensor:
+    """(..., 3) uint8 BGR -> uint8 HSV (H in 0..179), bit-exact with ``cv2.COLOR_BGR2HSV``."""
+    sdiv, hdiv = _tables(img.device)
+    b, g, r = (img[..., k].to(torch.int64) for k in range(3))
+    v = torch.maximum(torch.maximum(b, g), r)
+    vmin = torch.minimum(torch.minimum(b, g), r)
+    diff = v - vmin
+    vr, vg = v == r, (v == g) & (v != r)
+    s = (diff * sdiv[v] + (1 << (_SHIFT - 1))) >> _SHIFT
+    h = torch.where(vr, g - b, torch.where(vg, b - r + 2 * diff, r - g + 4 * diff))
+    h = (h * hdiv[diff] + (1 << (_SHIFT - 1))) >> _SHIFT
+    h = torch.where(h < 0, h + 180, h)
+    return torch.stack([h, s, v], -1).to(torch.uint8)
+
+
+def hsv8_to_rgb(hsv: torch.Tensor) -> torch.Tensor:
+    """uint8 HSV (H 0..179) -> uint8 RGB, float32 math as OpenCV's ``COLOR_HSV2RGB``."""
+    h = hsv[..., 0].to(torch.float32) * torch.tensor(6.0 / 180, dtype=torch.float32)
+    s = hsv[..., 1].to(torch.float32) * torch.tensor(1.0 / 255, dtype=torch.float32)
+    v = hsv[..., 2].to(torch.float32) * torch.tensor(1.0 / 255, dtype=torch.float32)
+    h = torch.where(h < 0, h + 6, h)
+    h = torch.where(h >= 6, h - 6, h)
+    sector = torch.floor(h)
+    h = h - sector
+    sector = sector.to(torch.int64) % 6
+    tab0, tab1, tab2, tab3 = v, v * (1 - s), v * (1 - s * h), v * (1 - s * (1 - h))
+    # OpenCV's sector table: (b, g, r) indices into (v, p, q, t)
+    order = torch.tensor([[1, 3, 0], [1, 0, 2], [3, 0, 1], [0, 2, 1], [0, 1, 3], [2, 1, 0]], device=hsv.device)
+    tabs = torch.stack([tab0, tab1, tab2, tab3], -1)
+    idx = order[sector]
+    bgr = torch.gather(tabs, -1, idx)
+    gray = s == 0
+    bgr = torch.where(gray[..., None], v[..., None].expand_as(bgr), bgr)
+    rgb = bgr.flip(-1) * 255
+    return torch.round(rgb).clamp(0, 255).to(torch.uint8)
+
+
+def _warp(src: torch.Tensor, A: np.ndarray, out_hw: tuple[int, int], perspective: bool) -> torch.Tensor:
+    """Bilinear warp of ``src`` (h, w, 3) by ``A`` (src px -> dst px) to ``out_hw``, 114 outside; float32."""
+    H, W = out_hw
+    h, w = src.shape[:2]
+    dev = src.device
+    Ainv = torch.tensor(np.linalg.inv(A), dtype=torch.float64, device=dev)
+    ys, xs = torch.meshgrid(torch.arange(H, dtype=torch.float64, device=dev),
+                            torch.arange(W, dtype=torch.float64, device=dev), indexing="ij")
+    pts = torch.stack([xs, ys, torch.ones_like(xs)], -1) @ Ainv.T
+    sx, sy = (pts[..., 0] / pts[..., 2], pts[..., 1] / pts[..., 2]) if perspective else (pts[..., 0], pts[..., 1])
+    grid = torch.stack([sx * 2 / max(w - 1, 1) - 1, sy * 2 / max(h - 1, 1) - 1], -1).to(torch.float32)
+    inp = (src.to(torch.float32) - FILL).permute(2, 0, 1)[None]
+    out = F.grid_sample(inp, grid[None], mode="bilinear", padding_mode="zeros", align_corners=True)[0]
+    return out.permute(1, 2, 0) + FILL
+
+
+def _translate(x: float, y: float) -> np.ndarray:
+    return np.array([[1, 0, x], [0, 1, y], [0, 0, 1]], np.float64)
+
+
+def _geometry(plan: Plan, load, device) -> torch.Tensor:
+    """The plan's tiles composed into an (H, W, 3) float32 BGR image, before colour."""
+    H, W = plan.out_hw
+    M = plan.M.astype(np.float64)
+    out = torch.full((H, W, 3), float(FILL), dtype=torch.float32, device=device)
+    if plan.axis_aligned:
+        sx, tx, sy, ty = M[0, 0], M[0, 2], M[1, 1], M[1, 2]
+        for t in plan.tiles:
+            x1b, y1b, x2b, y2b = t.crop
+            if x2b <= x1b or y2b <= y1b:
+                continue
+            ax, ay = t.at
+            ex = sorted((sx * (ax - 0.5) + tx, sx * (ax + x2b - x1b - 0.5) + tx))
+            ey = sorted((sy * (ay - 0.5) + ty, sy * (ay + y2b - y1b - 0.5) + ty))
+            X0, X1 = max(math.ceil(ex[0]), 0), min(math.ceil(ex[1]), W)
+            Y0, Y1 = max(math.ceil(ey[0]), 0), min(math.ceil(ey[1]), H)
+            if X1 <= X0 or Y1 <= Y0:
+                continue
+            crop = torch.as_tensor(np.array(load(t.index)[y1b:y2b, x1b:x2b]), device=device)
+            A = _translate(-X0, -Y0) @ M @ _translate(ax, ay)
+            out[Y0:Y1, X0:X1] = _warp(crop, A, (Y1 - Y0, X1 - X0), False)
+        return out
+    ch, cw = plan.canvas_hw
+    canvas = torch.full((ch, cw, 3), FILL, dtype=torch.uint8, device=device)
+    for t in plan.tiles:
+        x1b, y1b, x2b, y2b = t.crop
+        ax, ay = t.at
+        if x2b > x1b and y2b > y1b:
+            canvas[ay:ay + y2b - y1b, ax:ax + x2b - x1b] = torch.as_tensor(
+                np.array(load(t.index)[y1b:y2b, x1b:x2b]), device=device)
+    return _warp(canvas, M, (H, W), plan.perspective)
+
+
+def paint_torch(plan: Plan, load, device="cpu") -> torch.Tensor:
+    """(H, W, 3) uint8 RGB tensor on ``device`` (BGR when the plan keeps BGR)."""
+    img = _geometry(plan, load, device)
+    if plan.mix is not None:
+        other = _geometry(plan.mix, load, device)
+        img = (img.round() * plan.mix_r + other.round() * (1 - plan.mix_r))
+    img = torch.floor(img + 0.5) if plan.mix is None else torch.floor(img)
+    bgr = img.clamp(0, 255).to(torch.uint8)
+    if plan.hsv is None:
+        return bgr if plan.keep_bgr else bgr.flip(-1)
+    hsv = bgr_to_hsv8(bgr).to(torch.int64)
+    luts = [torch.as_tensor(t, device=device).to(torch.int64) for t in hsv_luts(plan.hsv)]
+    hsv = torch.stack([luts[k][hsv[..., k]] for k in range(3)], -1).to(torch.uint8)
+    rgb = hsv8_to_rgb(hsv)
+    return rgb.flip(-1) if plan.keep_bgr else rgb
