@@ -13,14 +13,12 @@ differences at edges).
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ..plan import Plan
-from .cpu.painter import FILL, hsv_luts
+from .cpu.painter import FILL, hsv_luts, tile_placements
 
 __all__ = ["paint_torch", "bgr_to_hsv8", "hsv8_to_rgb"]
 
@@ -87,30 +85,15 @@ def _warp(src: torch.Tensor, A: np.ndarray, out_hw: tuple[int, int], perspective
     return out.permute(1, 2, 0) + FILL
 
 
-def _translate(x: float, y: float) -> np.ndarray:
-    return np.array([[1, 0, x], [0, 1, y], [0, 0, 1]], np.float64)
-
-
 def _geometry(plan: Plan, load, device) -> torch.Tensor:
     """The plan's tiles composed into an (H, W, 3) float32 BGR image, before colour."""
     H, W = plan.out_hw
     M = plan.M.astype(np.float64)
     out = torch.full((H, W, 3), float(FILL), dtype=torch.float32, device=device)
     if plan.axis_aligned:
-        sx, tx, sy, ty = M[0, 0], M[0, 2], M[1, 1], M[1, 2]
-        for t in plan.tiles:
+        for _, t, (Y0, Y1, X0, X1), A in tile_placements(plan):
             x1b, y1b, x2b, y2b = t.crop
-            if x2b <= x1b or y2b <= y1b:
-                continue
-            ax, ay = t.at
-            ex = sorted((sx * (ax - 0.5) + tx, sx * (ax + x2b - x1b - 0.5) + tx))
-            ey = sorted((sy * (ay - 0.5) + ty, sy * (ay + y2b - y1b - 0.5) + ty))
-            X0, X1 = max(math.ceil(ex[0]), 0), min(math.ceil(ex[1]), W)
-            Y0, Y1 = max(math.ceil(ey[0]), 0), min(math.ceil(ey[1]), H)
-            if X1 <= X0 or Y1 <= Y0:
-                continue
             crop = torch.as_tensor(np.array(load(t.index)[y1b:y2b, x1b:x2b]), device=device)
-            A = _translate(-X0, -Y0) @ M @ _translate(ax, ay)
             out[Y0:Y1, X0:X1] = _warp(crop, A, (Y1 - Y0, X1 - X0), False)
         return out
     ch, cw = plan.canvas_hw

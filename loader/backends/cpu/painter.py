@@ -48,26 +48,40 @@ def _translate(x: float, y: float) -> np.ndarray:
     return np.array([[1, 0, x], [0, 1, y], [0, 0, 1]], np.float64)
 
 
-def _paint_axis_aligned(plan: Plan, images: list[np.ndarray], out: np.ndarray, fill=(FILL, FILL, FILL)) -> list:
-    """Warp each tile into the output pixels it covers; ``fill`` the rest. Returns the covered rectangles."""
+def tile_placements(plan: Plan):
+    """Axis-aligned plans: per visible tile, (k, tile, (Y0, Y1, X0, X1) output pixels it covers, A).
+
+    ``k`` is the tile's position in ``plan.tiles``.
+
+    ``A`` maps the tile's crop pixels to pixels of that output rectangle. Canvas pixels
+    [ax, ax + cw) cover the continuous [ax - .5, ax + cw - .5); the rectangle holds the output
+    pixels whose centres fall inside its image, so the tiles partition the covered output.
+    """
     H, W = plan.out_hw
     M = plan.M.astype(np.float64)
     sx, tx, sy, ty = M[0, 0], M[0, 2], M[1, 1], M[1, 2]
-    covered = []
-    for tile, im in zip(plan.tiles, images):
+    out = []
+    for k, tile in enumerate(plan.tiles):
         x1b, y1b, x2b, y2b = tile.crop
         if x2b <= x1b or y2b <= y1b:
             continue
         ax, ay = tile.at
-        # canvas pixels [ax, ax + cw) cover continuous [ax - .5, ax + cw - .5); map both ends
         ex = sorted((sx * (ax - 0.5) + tx, sx * (ax + x2b - x1b - 0.5) + tx))
         ey = sorted((sy * (ay - 0.5) + ty, sy * (ay + y2b - y1b - 0.5) + ty))
         X0, X1 = max(math.ceil(ex[0]), 0), min(math.ceil(ex[1]), W)
         Y0, Y1 = max(math.ceil(ey[0]), 0), min(math.ceil(ey[1]), H)
         if X1 <= X0 or Y1 <= Y0:
             continue
-        crop = im[y1b:y2b, x1b:x2b]
-        A = _translate(-X0, -Y0) @ M @ _translate(ax, ay)
+        out.append((k, tile, (Y0, Y1, X0, X1), _translate(-X0, -Y0) @ M @ _translate(ax, ay)))
+    return out
+
+
+def _paint_axis_aligned(plan: Plan, images: list[np.ndarray], out: np.ndarray, fill=(FILL, FILL, FILL)) -> list:
+    """Warp each tile into the output pixels it covers; ``fill`` the rest. Returns the covered rectangles."""
+    covered = []
+    for k, tile, (Y0, Y1, X0, X1), A in tile_placements(plan):
+        x1b, y1b, x2b, y2b = tile.crop
+        crop = images[k][y1b:y2b, x1b:x2b]
         if A[0, 0] == 1 and A[1, 1] == 1 and float(A[0, 2]).is_integer() and float(A[1, 2]).is_integer():
             ox, oy = int(A[0, 2]), int(A[1, 2])  # pure shift: copy
             out[Y0:Y1, X0:X1] = crop[-oy:Y1 - Y0 - oy, -ox:X1 - X0 - ox]
