@@ -39,21 +39,23 @@ class _Unreadable(Exception):
 
 def _choose_backend(backend: str) -> str:
     """``dali``: DALI decodes (GPU when usable, else its CPU-only mode); ``auto``: DALI only on a usable GPU."""
+    if backend == "cpu":
+        return "cpu"
     from .backends.dali.decoder import cuda_usable, dali_available
 
+    gpu, gwhy = cuda_usable()
+    if backend == "auto" and not gpu:  # importing DALI costs ~0.6 s: only when it may be used
+        LOG.info("backend auto -> cpu (%s)", gwhy)
+        return "cpu"
     ok, why = dali_available()
     if backend == "dali":
         if not ok:
             raise RuntimeError(f"backend='dali' requested but {why}")
-        gpu, gwhy = cuda_usable()
         LOG.info("backend dali: %s", "GPU decode" if gpu else f"CPU-only mode ({gwhy})")
         return "dali"
-    if backend == "auto":
-        gpu, gwhy = cuda_usable()
-        choice = "dali" if (ok and gpu) else "cpu"
-        LOG.info("backend auto -> %s (%s; %s)", choice, gwhy, why)
-        return choice
-    return "cpu"
+    choice = "dali" if ok else "cpu"
+    LOG.info("backend auto -> %s (%s; %s)", choice, gwhy, why)
+    return choice
 
 
 def _single_threaded_opencv() -> None:
@@ -62,7 +64,7 @@ def _single_threaded_opencv() -> None:
     import cv2
 
     if cv2.getNumThreads() > 1:
-        LOG.debug("cv2.setNumThreads(1): %d painter threads do the parallel work", 1)
+        LOG.debug("cv2.setNumThreads(1): the painter threads do the parallel work")
         cv2.setNumThreads(1)
 
 

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from loader import DetectionLoader
+from loader._closing import Closing
 
 __all__ = ["UltralyticsLoader", "UltralyticsDataset"]
 
@@ -48,7 +49,7 @@ class UltralyticsDataset:
         self._loader.close_mosaic()
 
 
-class UltralyticsLoader:
+class UltralyticsLoader(Closing):
     """A ``DetectionLoader`` dressed as Ultralytics' ``InfiniteDataLoader``."""
 
     def __init__(self, loader: DetectionLoader, data: dict):
@@ -78,9 +79,3 @@ class UltralyticsLoader:
 
     def close(self) -> None:
         self.loader.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass

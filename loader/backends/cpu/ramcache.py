@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..._closing import Closing
+
 __all__ = ["RamArena", "CacheTooLarge", "sweep_stale", "SHM_DIR"]
 
 LOG = logging.getLogger("loader.cache")
@@ -75,7 +77,7 @@ def sweep_stale(keep: str | None = None) -> list[str]:
     return [n for n in sorted(names - {keep}) if _remove_if_unused(n)]
 
 
-class RamArena:
+class RamArena(Closing):
     """Images ``0..n-1`` of shapes ``hws`` (h, w) x 3 uint8 in one shared mapping."""
 
     def __init__(self, key: str, hws: np.ndarray, load, workers: int = 4, headroom: float = 0.9):
@@ -192,9 +194,3 @@ class RamArena:
             os.close(fd)  # drop our shared lock, then remove the arena if nobody else holds one
         if getattr(self, "path", None) is not None:
             _remove_if_unused(self.name)
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass

@@ -6,6 +6,8 @@ import logging
 
 import numpy as np
 
+from ..._closing import Closing
+
 __all__ = ["DaliDecoder", "dali_available", "cuda_usable"]
 
 LOG = logging.getLogger("loader.dali")
@@ -30,7 +32,7 @@ def cuda_usable() -> tuple[bool, str]:
         return False, f"torch.cuda unavailable ({e})"
 
 
-class DaliDecoder:
+class DaliDecoder(Closing):
     """``decode(blobs, sizes)`` -> BGR uint8 arrays at ``sizes`` ((h, w) each), in input order.
 
     ``device``: "gpu" (nvJPEG via DALI's ``mixed`` decoder), "cpu" (DALI CPU operators,
@@ -78,9 +80,3 @@ class DaliDecoder:
     def close(self) -> None:
         pipe, self._pipe = getattr(self, "_pipe", None), None
         del pipe
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
