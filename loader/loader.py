@@ -60,7 +60,7 @@ def _choose_backend(backend: str) -> str:
 
 def _single_threaded_opencv() -> None:
     """Painter threads are the parallelism: OpenCV's own pool on top only oversubscribes the cores
-    (measured: 124 -> 144 img/s with 2 workers on 2 cores). Ultralytics sets the same at import."""
+    (an ad-hoc run: 124 -> 144 img/s with 2 workers on 2 cores). Ultralytics sets the same at import."""
     import cv2
 
     if cv2.getNumThreads() > 1:

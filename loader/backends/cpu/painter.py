@@ -164,7 +164,7 @@ def apply_hsv(img_bgr: np.ndarray, r: np.ndarray | None, to_rgb: bool) -> None:
     """HSV jitter in place, ending in RGB (``to_rgb``) or BGR channel order.
 
     (Split / per-plane LUT / merge is faster in isolation but measured slower inside the
-    loader, 105 vs 125 img/s: more memory traffic across threads.)
+    loader, 105 vs 125 img/s in an ad-hoc run: more memory traffic across threads.)
     """
     if r is None:
         if to_rgb:
