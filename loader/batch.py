@@ -70,8 +70,9 @@ class BatchRing:
             self._keep = [None] * self.slots
 
 
-def assemble(plans, img: np.ndarray, im_files) -> dict:
-    """The Ultralytics batch dict for ``plans`` painted into ``img`` (B, H, W, 3)."""
+def assemble(plans, img, im_files) -> dict:
+    """The Ultralytics batch dict for ``plans`` painted into ``img`` (B, H, W, 3; numpy, or a CUDA tensor
+    from the DALI engine on a GPU)."""
     import torch
 
     counts = [len(p.cls) for p in plans]
@@ -81,7 +82,7 @@ def assemble(plans, img: np.ndarray, im_files) -> dict:
         np.zeros((0, 4), np.float32)
     batch_idx = np.repeat(np.arange(len(plans), dtype=np.float32), counts)
     return {
-        "img": torch.from_numpy(img).permute(0, 3, 1, 2),
+        "img": (img if torch.is_tensor(img) else torch.from_numpy(img)).permute(0, 3, 1, 2),
         "cls": torch.from_numpy(cls),
         "bboxes": torch.from_numpy(boxes),
         "batch_idx": torch.from_numpy(batch_idx),

@@ -38,7 +38,7 @@ class _Unreadable(Exception):
 
 
 def _choose_backend(backend: str) -> str:
-    """``dali``: DALI decodes (GPU when usable, else its CPU-only mode); ``auto``: DALI only on a usable GPU."""
+    """``dali``: the DALI engine (GPU when usable, else its CPU-only mode); ``auto``: DALI only on a usable GPU."""
     if backend == "cpu":
         return "cpu"
     from .backends.dali.decoder import cuda_usable, dali_available
@@ -51,7 +51,7 @@ def _choose_backend(backend: str) -> str:
     if backend == "dali":
         if not ok:
             raise RuntimeError(f"backend='dali' requested but {why}")
-        LOG.info("backend dali: %s", "GPU decode" if gpu else f"CPU-only mode ({gwhy})")
+        LOG.info("backend dali: %s", "on the GPU" if gpu else f"CPU-only mode ({gwhy})")
         return "dali"
     choice = "dali" if ok else "cpu"
     LOG.info("backend auto -> %s (%s; %s)", choice, gwhy, why)
@@ -89,6 +89,11 @@ class DetectionLoader(Closing):
     memory-mapped). ``max_bad_fraction``: share of an epoch's samples that may need a replacement
     for an image unreadable at training time before ``BadDataError``. ``reduced_decode``: DCT-reduced
     JPEG decoding (off: full decode, as Ultralytics). ``prefetch``: batches painted ahead.
+
+    ``backend="dali"``: DALI decodes JPEGs in batches and paints the plans in one graph (on the GPU,
+    batches come back as CUDA tensors; without CUDA, DALI's CPU-only mode). ``dali_threads``: DALI's
+    CPU thread pool (default: ``workers``); ``hw_decoder_load``: share of JPEGs for the hardware
+    decoder on GPUs that have one (DALI's default).
     """
 
     def __init__(self, source, imgsz: int = 896, batch_size: int = 16, workers="auto", backend: str = "auto",
@@ -96,7 +101,8 @@ class DetectionLoader(Closing):
                  world_size: int = 1, split: str | None = None, names=None, prefetch: int = 2,
                  cache_bytes: int | None = None, stride: int = 32, pad: float = 0.5, drop_last: bool = False,
                  index_cache=True, pin_memory: bool | None = None, reduced_decode: bool = True,
-                 max_bad_fraction: float = 0.01, cache: bool | str | None = False):
+                 max_bad_fraction: float = 0.01, cache: bool | str | None = False, dali_threads: int | None = None,
+                 hw_decoder_load: float = 0.65):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if augment and rect:
@@ -132,6 +138,7 @@ class DetectionLoader(Closing):
         self.unreadable: dict[int, str] = {}
         self._replaced: list[tuple[int, int]] = []  # (epoch position, unreadable index) this epoch
         self._lock = threading.Lock()
+        self._dali_lock = threading.Lock()  # one decoder pipeline run at a time
         self.prefetch = max(1, int(prefetch))
         self.reduced_decode = bool(reduced_decode)
         n = len(self.index)
@@ -141,12 +148,8 @@ class DetectionLoader(Closing):
             self._val_order = self._val_shapes = None
         else:  # validation: every image once, in Ultralytics' order, on every rank
             self.sampler = ShardedSampler(n, seed, 0, 1, shuffle=False)
-            if rect:
-                irect, _, shapes = rect_batch_shapes(self.index.shapes, self.batch_size, self.imgsz, stride, pad)
-                self._val_order, self._val_shapes = irect, shapes
-            else:
-                self._val_order = np.arange(n)
-                self._val_shapes = np.full((-(-n // self.batch_size), 2), self.imgsz, int)
+            self._stride_pad = (stride, pad)
+            self._set_val_shapes()
         # one decoded-image cache for all painter threads, sized for Ultralytics' mosaic buffer
         from .backends.cpu.images import ImageCache
 
@@ -179,11 +182,17 @@ class DetectionLoader(Closing):
                                   workers=self.workers)
             for i in self.arena.unreadable.tolist():
                 self.unreadable.setdefault(i, "unreadable when the RAM cache was built")
-        self.dali = None
-        if self.backend == "dali" and self.arena is None and self.disk is None:
-            from .backends.dali import DaliDecoder
+        self.dali = self.dali_device = self._painter = None
+        self.dali_threads = int(dali_threads or self.workers)
+        self.painter_builds = 0
+        if self.backend == "dali":
+            from .backends.dali.decoder import DaliDecoder, cuda_usable
 
-            self.dali = DaliDecoder(max_batch=4 * self.batch_size, threads=self.workers)
+            self.dali_device = "gpu" if cuda_usable()[0] else "cpu"
+            if self.arena is None and self.disk is None:
+                self.dali = DaliDecoder(max_batch=4 * self.batch_size, threads=self.dali_threads,
+                                        device=self.dali_device, hw_decoder_load=hw_decoder_load,
+                                        to_torch=self.dali_device == "gpu")
         self.dali_fallbacks = 0
         max_hw = int(self._val_shapes.max()) if self._val_shapes is not None else self.imgsz
         # prefetched batches, the one the consumer holds and the one it just dropped (the loop variable still
@@ -199,6 +208,30 @@ class DetectionLoader(Closing):
     # ------------------------------------------------------------------ sizes
     def __len__(self) -> int:
         return -(-len(self.sampler) // self.batch_size)
+
+    def _set_val_shapes(self) -> None:
+        n = len(self.index)
+        if self.rect:
+            irect, _, shapes = rect_batch_shapes(self.index.shapes, self.batch_size, self.imgsz, *self._stride_pad)
+            self._val_order, self._val_shapes = irect, shapes
+        else:
+            self._val_order = np.arange(n)
+            self._val_shapes = np.full((-(-n // self.batch_size), 2), self.imgsz, int)
+
+    def set_batch_size(self, batch_size: int) -> None:
+        """Batches of ``batch_size`` from the next ``iter()`` on (e.g. a smaller batch after running out of GPU
+        memory). Prefetched batches are dropped; val rect shapes are recomputed; the DALI graph is rebuilt on
+        its next batch. Plans do not change (the mosaic buffer keeps the length set at construction).
+        """
+        batch_size = int(batch_size)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if self.sampler.position % batch_size and self.sampler.position < len(self.sampler):
+            raise ValueError(f"sampler position {self.sampler.position} is not a multiple of batch_size {batch_size}")
+        self.reset()
+        self.batch_size = batch_size
+        if not self.augment:
+            self._set_val_shapes()
 
     @property
     def num_workers(self) -> int:
@@ -296,16 +329,25 @@ class DetectionLoader(Closing):
             self.images.get(i, lambda a=arr: a)
 
     def _paint(self, plan, out) -> None:
+        if self.dali_device == "gpu":  # tiles live on the GPU: the torch painter (perspective plans only)
+            from .backends.torch_painter import paint_torch
+
+            out[...] = paint_torch(plan, self._load, out.device)
+            return
         from .backends.cpu.painter import paint
 
         paint(plan, self._load, out)
 
-    def _paint_train(self, plan, out, epoch: int, position: int, order: np.ndarray):
-        """Paint; if an image is unreadable, re-plan this sample without it (deterministic) and retry."""
+    def _load_all(self, plan) -> None:
+        for i in plan.indices():
+            self._load(i)
+
+    def _train_attempt(self, attempt, plan, epoch: int, position: int, order: np.ndarray):
+        """``attempt(plan)``; if an image is unreadable, re-plan this sample without it (deterministic), retry."""
         exclude: set[int] = set()
         for _ in range(16):
             try:
-                self._paint(plan, out)
+                attempt(plan)
                 return plan
             except _Unreadable as e:
                 exclude.add(e.index)
@@ -315,13 +357,73 @@ class DetectionLoader(Closing):
         raise BadDataError(f"sample {position} of epoch {epoch}: 16 unreadable images in a row "
                            f"({[self.index.im_files[i] for i in sorted(exclude)]})")
 
-    def _paint_val(self, plan, out):
+    def _val_attempt(self, attempt, plan):
         try:
-            self._paint(plan, out)
+            attempt(plan)
         except _Unreadable as e:
             raise BadDataError(f"validation image unreadable: {self.index.im_files[e.index]} ({e.reason}); "
                                "validation needs every image, fix or remove the file") from None
         return plan
+
+    def _paint_train(self, plan, out, epoch: int, position: int, order: np.ndarray):
+        return self._train_attempt(lambda p: self._paint(p, out), plan, epoch, position, order)
+
+    def _paint_val(self, plan, out):
+        return self._val_attempt(lambda p: self._paint(p, out), plan)
+
+    def _painter_config(self, plans):
+        """The DALI graph these plans need: slots from the hyp (close_mosaic -> 1), widened if a plan needs more."""
+        from .backends.dali.painter import PainterConfig
+
+        hyp = self.hyp
+        slots = 4 if self.augment and hyp.mosaic > 0 else 1
+        slots = max([slots] + [len(p.tiles) for p in plans] + [len(p.mix.tiles) for p in plans if p.mix is not None])
+        mix = (self.augment and hyp.mixup > 0) or any(p.mix is not None for p in plans)
+        hsv = any(p.hsv is not None for p in plans) or (self.augment and bool(hyp.hsv_h or hyp.hsv_s or hyp.hsv_v))
+        return PainterConfig(slots, mix, hsv, max(self.batch_size, len(plans)), self.dali_device)
+
+    def _painter_for(self, plans):
+        """The DALI painter for this batch; rebuilt when its config changes (close_mosaic, batch size, hyp)."""
+        from .backends.dali.painter import DaliPainter
+
+        cfg = self._painter_config(plans)
+        with self._lock:
+            if self._painter is None or self._painter.cfg != cfg:
+                if self._painter is not None:
+                    self._painter.close()
+                self._painter = DaliPainter(cfg, threads=self.dali_threads)
+                self.painter_builds += 1
+            return self._painter
+
+    def _paint_batch_dali(self, plans, img, epoch: int, lo: int, order: np.ndarray):
+        """DALI engine, one batch: batched decode, unreadable images replaced, then one graph run."""
+        if self.dali is not None:
+            with self._dali_lock:
+                self._predecode(plans)
+        if self.augment:
+            plans = [self._train_attempt(self._load_all, p, epoch, lo + j, order) for j, p in enumerate(plans)]
+        else:
+            plans = [self._val_attempt(self._load_all, p) for p in plans]
+        if any(p.perspective for p in plans):  # not affine: the OpenCV / torch painter, image by image
+            self._log_perspective_once()
+            for j, p in enumerate(plans):
+                self._paint(p, img[j])
+        else:
+            self._painter_for(plans).paint(plans, self._load, img)
+        return plans
+
+    def _log_perspective_once(self) -> None:
+        if not getattr(self, "_perspective_logged", False):
+            self._perspective_logged = True
+            LOG.info("perspective > 0: DALI has no perspective warp; these plans are painted by the %s painter",
+                     "torch (GPU)" if self.dali_device == "gpu" else "OpenCV")
+
+    def _out_buffer(self, shape):
+        if self.dali_device == "gpu":
+            import torch
+
+            return torch.empty(shape, dtype=torch.uint8, device="cuda")
+        return self.ring.acquire(shape)
 
     def _check_bad(self, final: bool = False) -> None:
         """Raise when more than ``max_bad_fraction`` of this epoch's samples needed a replacement."""
@@ -375,16 +477,19 @@ class DetectionLoader(Closing):
             for b in range(first, nb):
                 while next_b < nb and not pool.full:
                     plans, (h, w) = self._plans_for_batch(next_b, order)
-                    if self.dali is not None:
-                        self._predecode(plans)
-                    img = self.ring.acquire((len(plans), h, w, 3))
+                    img = self._out_buffer((len(plans), h, w, 3))
                     lo = next_b * self.batch_size
-                    calls = [(self._paint_train, (p, img[j], epoch, lo + j, order)) if self.augment else
-                             (self._paint_val, (p, img[j])) for j, p in enumerate(plans)]
+                    if self.backend == "dali":  # one call paints the batch (DALI works on batches)
+                        calls = [(self._paint_batch_dali, (plans, img, epoch, lo, order))]
+                    else:
+                        calls = [(self._paint_train, (p, img[j], epoch, lo + j, order)) if self.augment else
+                                 (self._paint_val, (p, img[j])) for j, p in enumerate(plans)]
                     pool.submit_group((next_b, img), calls)
                     next_b += 1
                 try:
                     (bk, img), plans = pool.next_group()  # the plans as painted (replacements included)
+                    if self.backend == "dali":
+                        (plans,) = plans
                 except WorkerError as e:
                     if isinstance(e.__cause__, BadDataError):  # a data problem, already explained: no traceback
                         raise e.__cause__ from None
@@ -412,7 +517,10 @@ class DetectionLoader(Closing):
         decodes = self.images.misses
         return {"samples": self.samples, "decodes": decodes, "decodes_per_sample": decodes / max(self.samples, 1),
                 "image_cache": self.images.stats(),
-                "ring_bytes": self.ring.nbytes(), "workers": self.workers}
+                "ring_bytes": self.ring.nbytes(), "workers": self.workers, "backend": self.backend,
+                "dali_device": self.dali_device, "painter_builds": self.painter_builds,
+                "tile_buffer": {"device": "cuda" if self.dali_device == "gpu" else "host",
+                                "bytes": self.images.bytes}}
 
     def close(self) -> None:
         """Stop and join painter threads, release buffers and the image cache. Idempotent."""
@@ -431,3 +539,6 @@ class DetectionLoader(Closing):
         if self.dali is not None:
             self.dali.close()
             self.dali = None
+        if self._painter is not None:
+            self._painter.close()
+            self._painter = None

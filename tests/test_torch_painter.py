@@ -26,7 +26,8 @@ def test_hsv_to_rgb_within_one_level_of_opencv():
     rng = np.random.default_rng(1)
     hsv = cv2.cvtColor(rng.integers(0, 256, (500, 2000, 3), np.uint8), cv2.COLOR_BGR2HSV)
     d = np.abs(hsv8_to_rgb(torch.from_numpy(hsv)).numpy().astype(int) - cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB))
-    assert d.max() <= 1
+    # OpenCV's vector path truncates (rounding would miss a third); float op order leaves a few 1e-3
+    assert d.max() <= 1 and (d > 0).mean() < 5e-3
 
 
 @pytest.mark.parametrize("hyp", [None, {"degrees": 20.0, "shear": 5.0, "perspective": 0.0005, "mixup": 0.5,

@@ -6,7 +6,7 @@ tensor ops so that tiles decoded on the GPU (DALI / nvJPEG) never come back to t
 CPU it runs too, which is how the tests pin it to the OpenCV painter.
 
 Colour conversion reproduces OpenCV's 8-bit BGR->HSV exactly (its fixed-point division
-tables) and HSV->RGB in float32 as OpenCV does; warps are bilinear with pixel centres at
+tables) and HSV->RGB in float32 as OpenCV does (1e-4 of pixels one grey level off); warps are bilinear with pixel centres at
 integer coordinates, like ``cv2.warpAffine`` (which quantizes coordinates to 1/32 px: small
 differences at edges).
 """
@@ -48,7 +48,8 @@ def bgr_to_hsv8(img: torch.Tensor) -> torch.Tensor:
 
 
 def hsv8_to_rgb(hsv: torch.Tensor) -> torch.Tensor:
-    """uint8 HSV (H 0..179) -> uint8 RGB, float32 math as OpenCV's ``COLOR_HSV2RGB``."""
+    """uint8 HSV (H 0..179) -> uint8 RGB, float32 math and truncation as OpenCV's ``COLOR_HSV2RGB`` on rows
+    wide enough for its vector path (its scalar path rounds instead)."""
     h = hsv[..., 0].to(torch.float32) * torch.tensor(6.0 / 180, dtype=torch.float32)
     s = hsv[..., 1].to(torch.float32) * torch.tensor(1.0 / 255, dtype=torch.float32)
     v = hsv[..., 2].to(torch.float32) * torch.tensor(1.0 / 255, dtype=torch.float32)
@@ -66,7 +67,7 @@ def hsv8_to_rgb(hsv: torch.Tensor) -> torch.Tensor:
     gray = s == 0
     bgr = torch.where(gray[..., None], v[..., None].expand_as(bgr), bgr)
     rgb = bgr.flip(-1) * 255
-    return torch.round(rgb).clamp(0, 255).to(torch.uint8)
+    return torch.floor(rgb).clamp(0, 255).to(torch.uint8)  # OpenCV's vector path truncates
 
 
 def _warp(src: torch.Tensor, A: np.ndarray, out_hw: tuple[int, int], perspective: bool) -> torch.Tensor:
@@ -85,6 +86,14 @@ def _warp(src: torch.Tensor, A: np.ndarray, out_hw: tuple[int, int], perspective
     return out.permute(1, 2, 0) + FILL
 
 
+def _crop(load, t, device) -> torch.Tensor:
+    """The tile's crop as a tensor on ``device`` (``load`` may return numpy or a tensor, e.g. CUDA tiles)."""
+    x1b, y1b, x2b, y2b = t.crop
+    im = load(t.index)
+    im = im if torch.is_tensor(im) else torch.from_numpy(np.ascontiguousarray(im))
+    return im[y1b:y2b, x1b:x2b].to(device)
+
+
 def _geometry(plan: Plan, load, device) -> torch.Tensor:
     """The plan's tiles composed into an (H, W, 3) float32 BGR image, before colour."""
     H, W = plan.out_hw
@@ -92,9 +101,7 @@ def _geometry(plan: Plan, load, device) -> torch.Tensor:
     out = torch.full((H, W, 3), float(FILL), dtype=torch.float32, device=device)
     if plan.axis_aligned:
         for _, t, (Y0, Y1, X0, X1), A in tile_placements(plan):
-            x1b, y1b, x2b, y2b = t.crop
-            crop = torch.as_tensor(np.array(load(t.index)[y1b:y2b, x1b:x2b]), device=device)
-            out[Y0:Y1, X0:X1] = _warp(crop, A, (Y1 - Y0, X1 - X0), False)
+            out[Y0:Y1, X0:X1] = _warp(_crop(load, t, device), A, (Y1 - Y0, X1 - X0), False)
         return out
     ch, cw = plan.canvas_hw
     canvas = torch.full((ch, cw, 3), FILL, dtype=torch.uint8, device=device)
@@ -102,8 +109,7 @@ def _geometry(plan: Plan, load, device) -> torch.Tensor:
         x1b, y1b, x2b, y2b = t.crop
         ax, ay = t.at
         if x2b > x1b and y2b > y1b:
-            canvas[ay:ay + y2b - y1b, ax:ax + x2b - x1b] = torch.as_tensor(
-                np.array(load(t.index)[y1b:y2b, x1b:x2b]), device=device)
+            canvas[ay:ay + y2b - y1b, ax:ax + x2b - x1b] = _crop(load, t, device)
     return _warp(canvas, M, (H, W), plan.perspective)
 
 

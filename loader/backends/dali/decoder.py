@@ -32,15 +32,32 @@ def cuda_usable() -> tuple[bool, str]:
         return False, f"torch.cuda unavailable ({e})"
 
 
+def _to_torch(res, n: int) -> list:
+    """Samples of a DALI GPU batch -> CUDA tensors of their own (device-to-device copies on torch's stream)."""
+    import torch
+    from nvidia.dali.plugin.pytorch import feed_ndarray
+
+    out = []
+    stream = torch.cuda.current_stream()
+    for k in range(n):
+        t = res[k]
+        dst = torch.empty(tuple(t.shape()), dtype=torch.uint8, device="cuda")
+        feed_ndarray(t, dst, cuda_stream=stream)
+        out.append(dst)
+    return out
+
+
 class DaliDecoder(Closing):
     """``decode(blobs, sizes)`` -> BGR uint8 arrays at ``sizes`` ((h, w) each), in input order.
 
     ``device``: "gpu" (nvJPEG via DALI's ``mixed`` decoder), "cpu" (DALI CPU operators,
-    ``device_id=None``) or "auto" (gpu when CUDA is usable). EXIF orientation is not applied by
-    DALI's decoder: callers route EXIF-rotated files elsewhere.
+    ``device_id=None``) or "auto" (gpu when CUDA is usable). ``to_torch`` (gpu only): results stay on
+    the GPU as CUDA tensors (the loader's tile buffer). EXIF orientation is not applied by DALI's
+    decoder: callers route EXIF-rotated files elsewhere.
     """
 
-    def __init__(self, max_batch: int, threads: int = 2, device: str = "auto"):
+    def __init__(self, max_batch: int, threads: int = 2, device: str = "auto", hw_decoder_load: float = 0.65,
+                 to_torch: bool = False):
         from nvidia.dali import fn, pipeline_def, types
 
         gpu, why = cuda_usable()
@@ -48,6 +65,7 @@ class DaliDecoder(Closing):
             raise RuntimeError(f"DALI on GPU requested but {why}")
         self.device = "gpu" if (device == "gpu" or (device == "auto" and gpu)) else "cpu"
         self.max_batch = int(max_batch)
+        self.to_torch = bool(to_torch) and self.device == "gpu"
 
         @pipeline_def(batch_size=self.max_batch, num_threads=max(1, int(threads)),
                       device_id=0 if self.device == "gpu" else None, prefetch_queue_depth=1,
@@ -55,8 +73,10 @@ class DaliDecoder(Closing):
         def _pipe():
             enc = fn.external_source(name="enc", dtype=types.UINT8)
             size = fn.external_source(name="size", dtype=types.FLOAT)
-            img = fn.decoders.image(enc, device="mixed" if self.device == "gpu" else "cpu",
-                                    output_type=types.BGR)
+            if self.device == "gpu":
+                img = fn.decoders.image(enc, device="mixed", output_type=types.BGR, hw_decoder_load=hw_decoder_load)
+            else:
+                img = fn.decoders.image(enc, device="cpu", output_type=types.BGR)
             if self.device == "gpu":
                 size = size.gpu()
             return fn.resize(img, size=size, interp_type=types.INTERP_LINEAR, antialias=False)
@@ -72,6 +92,9 @@ class DaliDecoder(Closing):
             self._pipe.feed_input("enc", [np.asarray(b, np.uint8) for b in chunk])
             self._pipe.feed_input("size", [np.array(s, np.float32) for s in hw])
             (res,) = self._pipe.run()
+            if self.to_torch:
+                out += _to_torch(res, len(chunk))
+                continue
             if self.device == "gpu":
                 res = res.as_cpu()
             out += [np.array(res[k]) for k in range(len(chunk))]
