@@ -105,6 +105,13 @@ def _run(flat_set, hyp: dict, epochs: int, backend: str = "cpu") -> dict:
 
     loader = DetectionLoader(flat_set, imgsz=S, batch_size=8, workers=1, hyp=hyp, backend=backend)
     planner = Planner(loader.index, S, hyp, batch_size=8, seed=5)
+
+    def paint(plan, out):  # the engine's painter: OpenCV, or the DALI graph
+        if backend == "dali":
+            loader._painter_for([plan]).paint([plan], loader._load, out[None])
+        else:
+            loader._paint(plan, out)
+
     stats = {"ious": [], "edge_err": [], "tiny": 0, "rotated_at_border": 0, "plans": 0, "mixup": 0, "rotated": 0}
     try:
         for epoch in range(epochs):
@@ -117,7 +124,7 @@ def _run(flat_set, hyp: dict, epochs: int, backend: str = "cpu") -> dict:
                 stats["rotated"] += not plan.axis_aligned
                 out = np.empty((S, S, 3), np.uint8)
                 if plan.mix is None:
-                    loader._paint(plan, out)
+                    paint(plan, out)
                     _check(out, plan.boxes, stats, not plan.axis_aligned)
                     continue
                 # mixup: each part painted alone must match its own boxes, and the blend must be exact
@@ -125,11 +132,11 @@ def _run(flat_set, hyp: dict, epochs: int, backend: str = "cpu") -> dict:
                 n_main = len(plan.boxes) - plan.mix_boxes
                 main, part = replace(plan, mix=None), replace(plan.mix, hsv=None, keep_bgr=False)
                 a, b = np.empty_like(out), np.empty_like(out)
-                loader._paint(main, a)
-                loader._paint(part, b)
+                paint(main, a)
+                paint(part, b)
                 _check(a, plan.boxes[:n_main], stats, not plan.axis_aligned)
                 _check(b, plan.boxes[n_main:], stats, not plan.mix.axis_aligned)
-                loader._paint(plan, out)
+                paint(plan, out)
                 blend = (a.astype(np.float64) * plan.mix_r + b * (1 - plan.mix_r)).astype(np.uint8)
                 assert np.abs(out.astype(np.int16) - blend).max() <= 1
     finally:
@@ -149,10 +156,19 @@ def test_boxes_enclose_painted_objects_over_500_plans(flat_set):
     assert len(stats["edge_err"]) >= 1000 and len(stats["ious"]) >= 300, stats
 
 
+def test_boxes_enclose_objects_painted_by_the_dali_graph(flat_set):
+    """The DALI graph (CPU-only mode here): rotation, shear, flips, mixup (perspective is not affine: DALI
+    hands such plans to the OpenCV painter)."""
+    pytest.importorskip("nvidia.dali")
+    stats = _run(flat_set, {**HYP, "perspective": 0.0}, 6, "dali")
+    assert stats["plans"] >= 100 and stats["mixup"] >= 10 and stats["rotated"] >= 80
+    assert len(stats["edge_err"]) >= 200, stats
+
+
 @pytest.mark.parametrize("backend", ["cpu", "dali"])
 def test_boxes_enclose_painted_objects_default_geometry(flat_set, backend):
-    """Default hyperparameters (scale + translate + flip): the direct tile-painting path; also with the
-    tiles decoded by DALI (CPU-only mode here)."""
+    """Default hyperparameters (scale + translate + flip): the direct tile-painting path; also painted by
+    the DALI graph (CPU-only mode here)."""
     if backend == "dali":
         pytest.importorskip("nvidia.dali")
     stats = _run(flat_set, {"hsv_h": 0.0, "hsv_s": 0.0, "hsv_v": 0.0, "flipud": 0.5}, 6, backend)
