@@ -152,7 +152,7 @@ def child(spec: dict) -> dict:
     meter = TreeMeter()
     t_build = time.perf_counter()
     dl, workers, buffered_images, close = (_stock_loader if spec["kind"] == "stock" else _our_loader)(spec)
-    dali_device = dl.dali.device if spec["kind"] == "dali" and dl.dali is not None else None
+    dali_device = getattr(dl, "dali_device", None) if spec["kind"] == "dali" else None
     build_s = time.perf_counter() - t_build
     b = spec["batch"]
     warm = spec["warmup"] if spec.get("warmup") is not None else (-(-buffered_images // b) + 2)
@@ -188,6 +188,10 @@ def child(spec: dict) -> dict:
     for _ in range(spec["batches"]):
         batch = next_batch()
         n_img += len(batch["im_file"])
+        if getattr(batch["img"], "is_cuda", False):  # DALI on a GPU: count the batch when its pixels exist
+            import torch
+
+            torch.cuda.synchronize()
         del batch
         if delay:  # a deliberately slowed contender (gate tests)
             time.sleep(delay)
@@ -196,6 +200,7 @@ def child(spec: dict) -> dict:
     timed = [p for t, p in meter.samples if t0 <= t <= t1] or [meter.samples[-1][1]]
     row = {"name": spec["name"], "workers_requested": spec["workers"], "workers_effective": workers,
            "img_s": n_img / (t1 - t0), "it_s": spec["batches"] / (t1 - t0), "cpu_s_per_img": (c1 - c0) / n_img,
+           "cores_busy": (c1 - c0) / (t1 - t0),
            "pss_peak_gib": max(p for _, p in meter.samples) / 2**30,
            "pss_peak_bytes": max(p for _, p in meter.samples),
            "pss_steady_gib": statistics.median(timed) / 2**30, "warmup_batches": warm, "drained_batches": drained,
@@ -280,7 +285,8 @@ def summarize(rounds: list[list[dict]], reference: str | None = None) -> list[di
 
 
 def print_table(table: list[dict]) -> None:
-    cols = ("name", "workers", "img/s", "it/s", "x reference", "CPU s/img", "PSS peak GiB", "PSS steady GiB")
+    cols = ("name", "workers", "img/s", "it/s", "x reference", "CPU s/img", "cores busy", "PSS peak GiB",
+            "PSS steady GiB")
     print(" | ".join(f"{c:>14s}" for c in cols))
     for r in table:
         if "error" in r:
@@ -293,7 +299,8 @@ def print_table(table: list[dict]) -> None:
         w = f"{r['workers_effective']}" + (f" (of {r['workers_requested']})"
                                             if str(r["workers_requested"]) != str(r["workers_effective"]) else "")
         print(f"{r['name']:>14s} | {w:>14s} | {r['img_s']:14.1f} | {r['it_s']:14.2f} | "
-              f"{r.get('speedup', 0):14.2f} | {r['cpu_s_per_img']:14.4f} | {r['pss_peak_gib']:14.2f} | "
+              f"{r.get('speedup', 0):14.2f} | {r['cpu_s_per_img']:14.4f} | {r.get('cores_busy', 0):14.2f} | "
+              f"{r['pss_peak_gib']:14.2f} | "
               f"{r['pss_steady_gib']:14.2f}")
 
 

@@ -24,7 +24,7 @@ def _batches(data, backend, **kw):
                          **kw) as dl:
         out = [{k: (v.clone() if torch.is_tensor(v) else v) for k, v in b.items()} for b in dl]
         stats = {"decodes": dl.images.misses, "fallbacks": dl.dali_fallbacks if dl.dali else None,
-                 "device": dl.dali.device if dl.dali else None}
+                 "device": dl.dali_device}
     return out, stats
 
 
@@ -47,6 +47,7 @@ def test_dali_cpu_only_matches_the_cpu_engine(demo_set, hyp):
     cpu, _ = _batches(demo_set, "cpu", hyp=hyp)
     dali, st = _batches(demo_set, "dali", hyp=hyp)
     assert st["device"] == ("gpu" if _cuda() else "cpu") and st["fallbacks"] == 0
+    assert st["decodes"] <= 1.1 * 24, "mosaic partners come from the decoded-tile buffer"
     mads = _mads(cpu, dali)
     print("per-image MAD, DALI vs CPU engine: max", round(max(mads), 3), "median", round(float(np.median(mads)), 3))
     assert max(mads) <= 3.0
@@ -67,6 +68,10 @@ def test_val_rect_through_dali_matches_the_cpu_engine(demo_set):
     assert max(_mads(cpu, dali)) <= 1.0
 
 
+DEVICES = ["cpu", pytest.param("gpu", marks=[pytest.mark.gpu, pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a CUDA GPU")])]
+
+
 def _single_tile_plan(img, M=None, hsv=None):
     from loader.plan import Plan, Tile
 
@@ -75,7 +80,8 @@ def _single_tile_plan(img, M=None, hsv=None):
                 M=np.eye(3) if M is None else M, hsv=hsv)
 
 
-def test_dali_hsv_matches_opencv_on_every_kind_of_colour():
+@pytest.mark.parametrize("device", DEVICES)
+def test_dali_hsv_matches_opencv_on_every_kind_of_colour(device):
     """BGR->HSV is bit-exact in the graph; with Ultralytics' gains the result is OpenCV's to one grey level."""
     from loader.backends.cpu.painter import apply_hsv
     from loader.backends.dali.painter import DaliPainter, PainterConfig
@@ -85,7 +91,7 @@ def test_dali_hsv_matches_opencv_on_every_kind_of_colour():
     img[0, :256] = np.arange(256)[:, None]  # greys
     img[1, :256, 1] = np.arange(256)
     gains = [np.zeros(3), *(rng.uniform(-1, 1, 3) * [0.015, 0.7, 0.4] for _ in range(3)), np.array([0.5, 1, -1])]
-    with DaliPainter(PainterConfig(1, False, True, len(gains), "cpu")) as painter:
+    with DaliPainter(PainterConfig(1, False, True, len(gains), device)) as painter:
         out = np.zeros((len(gains), *img.shape), np.uint8)
         painter.paint([_single_tile_plan(img, hsv=g) for g in gains], lambda i: img, out)
     for g, got in zip(gains, out):
@@ -95,7 +101,8 @@ def test_dali_hsv_matches_opencv_on_every_kind_of_colour():
         assert d.max() <= 1 and (d > 0).mean() < 1e-3, (g, d.max(), (d > 0).mean())
 
 
-def test_dali_warp_is_opencvs_affine():
+@pytest.mark.parametrize("device", DEVICES)
+def test_dali_warp_is_opencvs_affine(device):
     """Pixel-centre convention: a tile warped in the graph equals cv2.warpAffine with a 114 border."""
     import cv2
 
@@ -106,7 +113,7 @@ def test_dali_warp_is_opencvs_affine():
     th = np.deg2rad(17)
     M = np.array([[1.3 * np.cos(th), -1.3 * np.sin(th), 20.4], [1.3 * np.sin(th), 1.3 * np.cos(th), -15.7], [0, 0, 1]])
     plan = _single_tile_plan(img, M)
-    with DaliPainter(PainterConfig(1, False, False, 1, "cpu")) as painter:
+    with DaliPainter(PainterConfig(1, False, False, 1, device)) as painter:
         out = np.zeros((1, 120, 160, 3), np.uint8)
         painter.paint([plan], lambda i: img, out)
     ref = cv2.warpAffine(img.astype(np.float32), M[:2], (160, 120), flags=cv2.INTER_LINEAR,
@@ -194,10 +201,17 @@ def test_auto_picks_dali_only_on_a_usable_gpu(demo_set, caplog):
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_dali_on_gpu_matches_the_cpu_engine(demo_set):
-    cpu, _ = _batches(demo_set, "cpu")
-    gpu, st = _batches(demo_set, "dali")
-    assert st["device"] == "gpu"
-    for a, b in zip(cpu, gpu):
-        assert torch.equal(a["bboxes"], b["bboxes"])
-        assert (a["img"].int() - b["img"].int()).abs().float().mean() <= 3.0
+@pytest.mark.parametrize("hyp", HYPS, ids=["default", "mixup-rotation-shear-flipud"])
+def test_dali_on_gpu_matches_the_cpu_engine(demo_set, hyp):
+    cpu, _ = _batches(demo_set, "cpu", hyp=hyp, reduced_decode=False)
+    with DetectionLoader(demo_set, imgsz=S, batch_size=6, workers=2, seed=4, backend="dali", index_cache=False,
+                         hyp=hyp, reduced_decode=False) as dl:
+        gpu = []
+        for b in dl:
+            assert b["img"].is_cuda, "batches stay on the GPU"
+            gpu.append({k: (v.clone() if torch.is_tensor(v) else v) for k, v in b.items()})
+        st = dl.stats()
+    assert st["dali_device"] == "gpu" and st["tile_buffer"]["device"] == "cuda"
+    assert st["decodes_per_sample"] <= 1.1
+    print("tile buffer on the GPU:", st["tile_buffer"]["bytes"] / 2**20, "MiB")
+    assert max(_mads(cpu, gpu)) <= 1.0

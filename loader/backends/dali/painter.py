@@ -225,7 +225,7 @@ class DaliPainter(Closing):
         return feeds
 
     def paint(self, plans: list[Plan], load, out) -> None:
-        """Paint into ``out``: a (B, H, W, 3) uint8 numpy array (cpu) or CUDA tensor (gpu)."""
+        """Paint into ``out``: a (B, H, W, 3) uint8 numpy array, or a CUDA tensor (gpu: no host round trip)."""
         feeds = self.feeds(plans, load)
         with self._lock:
             if self._pipe is None:
@@ -234,16 +234,17 @@ class DaliPainter(Closing):
                 self._pipe.feed_input(name, data)
             (res,) = self._pipe.run()
             self.runs += 1
-            if self.cfg.device == "gpu":
+            on_cuda = getattr(out, "is_cuda", False)
+            if on_cuda:
                 import torch
                 from nvidia.dali.plugin.pytorch import feed_ndarray
 
                 feed_ndarray(res.as_tensor(), out[:len(plans)], cuda_stream=torch.cuda.current_stream())
             else:
-                out[:len(plans)] = res.as_array()
+                out[:len(plans)] = (res.as_cpu() if self.cfg.device == "gpu" else res).as_array()
         for j, p in enumerate(plans):
             if p.keep_bgr:
-                out[j] = out[j].flip(-1) if self.cfg.device == "gpu" else out[j][..., ::-1].copy()
+                out[j] = out[j].flip(-1) if on_cuda else out[j][..., ::-1].copy()
 
     def close(self) -> None:
         with self._lock:

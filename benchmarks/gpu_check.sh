@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# GPU check: the GPU tests and the 896 px, batch 128 comparison (stock 8/12 workers vs our CPU engine
+# vs the DALI engine) on one GPU machine with no network, in under 5 minutes. Prints the table.
+#
+#   bash benchmarks/gpu_check.sh            # on the GPU machine, from the repository root
+#   GPU_CHECK_DRY=1 bash benchmarks/gpu_check.sh   # plumbing check on a CPU machine (small, quick)
+#
+# Python packages the machine lacks travel as wheels in .whl/ (see tools/gpu_wheels.sh): they are
+# installed offline into /tmp/site first. Without CUDA the script stops (exit 2) unless GPU_CHECK_DRY=1.
+# Without nvidia-dali it still runs what it can (GPU tests that skip, stock and CPU-engine rows) and
+# exits 3, so a missing DALI is never mistaken for a pass.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+T0=$(date +%s)
+
+for sum in .whl/parts/*.sha256; do  # wheels too big for one call came in parts (tools/gpu_wheels.sh)
+    [ -e "$sum" ] || continue
+    name=$(basename "$sum" .sha256)
+    cat .whl/parts/"$name".part* > ".whl/$name"
+    [ "$(sha256sum ".whl/$name" | awk '{print $1}')" = "$(cat "$sum")" ] \
+        || { echo "gpu_check: $name: parts missing or corrupt, not installed"; rm -f ".whl/$name"; }
+done
+if compgen -G ".whl/*.whl" > /dev/null; then
+    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+        || { echo "gpu_check: installing the carried wheels failed"; exit 1; }
+    export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+fi
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
+
+"$PY" - <<'EOF'
+import importlib, torch
+print("torch", torch.__version__, "CUDA:", torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none")
+for m in ("nvidia.dali", "ultralytics", "cv2", "psutil", "pytest", "pytest_benchmark"):
+    try:
+        mod = importlib.import_module(m)
+        print(f"  {m} {getattr(mod, '__version__', '')}")
+    except Exception as e:  # noqa: BLE001
+        print(f"  {m} MISSING ({type(e).__name__})")
+EOF
+
+DRY=${GPU_CHECK_DRY:-0}
+if ! "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" && [ "$DRY" != 1 ]; then
+    echo "gpu_check: no usable CUDA device (set GPU_CHECK_DRY=1 to check the script on a CPU machine)"
+    exit 2
+fi
+HAVE_DALI=1
+"$PY" -c "import nvidia.dali" 2>/dev/null || HAVE_DALI=0
+
+echo "== GPU tests"
+"$PY" -m pytest -q -p no:cacheprovider -m gpu tests -rs
+TESTS_RC=$?
+
+echo "== comparison"
+if [ "$DRY" = 1 ]; then
+    BENCH=(--quick --workers 2 --batches 2)
+    ONLY=stock-w2,cpu-auto,dali
+else
+    # 1200 demo images: enough distinct files for batch 128 (9 batches an epoch); 4 warm-up batches
+    # (stock's full buffers would need ~100 at 12 workers: too long for a 5-minute check)
+    BENCH=(--imgsz 896 --batch 128 --workers 8,12 --batches 8 --warmup 4 --no-forced --timeout 200)
+    ONLY=decode-only,stock-w8,stock-w12,cpu-auto,dali
+    DEMO=.demo/gpu-check
+    if [ ! -f "$DEMO/data.yaml" ]; then
+        "$PY" -c "from loader.demo_data import make_demo_dataset as m; m('$DEMO', count=1200, size=(1920, 1080))" \
+            || exit 1
+    fi
+    BENCH+=(--data "$DEMO/data.yaml")
+fi
+[ "$HAVE_DALI" = 1 ] || ONLY=${ONLY/,dali/}
+"$PY" -m integration.cli bench "${BENCH[@]}" --only "$ONLY" --json "${OUT:-.demo}/gpu_check.json"
+BENCH_RC=$?
+
+echo "gpu_check: $(( $(date +%s) - T0 )) s; tests rc=$TESTS_RC, bench rc=$BENCH_RC"
+if [ "$HAVE_DALI" = 0 ]; then
+    echo "gpu_check: nvidia-dali is not installed here: the DALI engine was NOT checked (exit 3)"
+    exit 3
+fi
+[ "$TESTS_RC" = 0 ] && [ "$BENCH_RC" = 0 ]
