@@ -365,10 +365,11 @@ class DetectionLoader(Closing):
                                "validation needs every image, fix or remove the file") from None
         return plan
 
-    def _paint_train(self, plan, out, epoch: int, position: int, order: np.ndarray):
-        return self._train_attempt(lambda p: self._paint(p, out), plan, epoch, position, order)
-
-    def _paint_val(self, plan, out):
+    def _plan_and_paint(self, b: int, position: int, out, epoch: int, order: np.ndarray):
+        """CPU engine, one sample (in a painter thread: planning stays off the consumer's thread)."""
+        plan = self._plan(b, position, epoch, order)
+        if self.augment:
+            return self._train_attempt(lambda p: self._paint(p, out), plan, epoch, position, order)
         return self._val_attempt(lambda p: self._paint(p, out), plan)
 
     def _painter_config(self, plans):
@@ -395,8 +396,10 @@ class DetectionLoader(Closing):
                 self.painter_builds += 1
             return self._painter
 
-    def _paint_batch_dali(self, plans, img, epoch: int, lo: int, order: np.ndarray):
-        """DALI engine, one batch: batched decode, unreadable images replaced, then one graph run."""
+    def _paint_batch_dali(self, b: int, img, epoch: int, order: np.ndarray):
+        """DALI engine, one batch: plans, batched decode, unreadable images replaced, then one graph run."""
+        lo, hi, _ = self._batch_span(b, order)
+        plans = [self._plan(b, p, epoch, order) for p in range(lo, hi)]
         if self.dali is not None:
             with self._dali_lock:
                 self._predecode(plans)
@@ -441,13 +444,16 @@ class DetectionLoader(Closing):
             LOG.warning("epoch %d: %d samples used a replacement for %d unreadable files: %s", self.sampler.epoch,
                         len(replaced), len(files), files[:20])
 
-    def _plans_for_batch(self, b: int, order: np.ndarray):
+    def _batch_span(self, b: int, order: np.ndarray) -> tuple[int, int, tuple[int, int]]:
+        """Epoch positions [lo, hi) of batch ``b`` and its image shape."""
         lo, hi = b * self.batch_size, min((b + 1) * self.batch_size, len(order))
+        shape = (self.imgsz, self.imgsz) if self.augment else tuple(int(v) for v in self._val_shapes[b])
+        return lo, hi, shape
+
+    def _plan(self, b: int, position: int, epoch: int, order: np.ndarray):
         if self.augment:
-            return [self.planner.train_plan(self.sampler.epoch, p, order) for p in range(lo, hi)], (self.imgsz,
-                                                                                                     self.imgsz)
-        shape = tuple(int(v) for v in self._val_shapes[b])
-        return [self.planner.val_plan(int(self._val_order[p]), shape) for p in range(lo, hi)], shape
+            return self.planner.train_plan(epoch, position, order)
+        return self.planner.val_plan(int(self._val_order[position]), self._batch_span(b, order)[2])
 
     def _ensure_pool(self) -> OrderedPool:
         if self._closed:
@@ -476,14 +482,12 @@ class DetectionLoader(Closing):
         try:
             for b in range(first, nb):
                 while next_b < nb and not pool.full:
-                    plans, (h, w) = self._plans_for_batch(next_b, order)
-                    img = self._out_buffer((len(plans), h, w, 3))
-                    lo = next_b * self.batch_size
-                    if self.backend == "dali":  # one call paints the batch (DALI works on batches)
-                        calls = [(self._paint_batch_dali, (plans, img, epoch, lo, order))]
+                    lo, hi, (h, w) = self._batch_span(next_b, order)
+                    img = self._out_buffer((hi - lo, h, w, 3))
+                    if self.backend == "dali":  # one call plans and paints the batch (DALI works on batches)
+                        calls = [(self._paint_batch_dali, (next_b, img, epoch, order))]
                     else:
-                        calls = [(self._paint_train, (p, img[j], epoch, lo + j, order)) if self.augment else
-                                 (self._paint_val, (p, img[j])) for j, p in enumerate(plans)]
+                        calls = [(self._plan_and_paint, (next_b, p, img[p - lo], epoch, order)) for p in range(lo, hi)]
                     pool.submit_group((next_b, img), calls)
                     next_b += 1
                 try:

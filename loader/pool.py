@@ -65,6 +65,10 @@ class OrderedPool(Closing):
         for k, f in enumerate(futures):
             try:
                 results.append(f.result(timeout=timeout))
+            except (KeyboardInterrupt, SystemExit):  # raised in this (consumer) thread while it waited
+                for g in futures:
+                    g.cancel()
+                raise
             except BaseException as e:  # noqa: BLE001 - re-raised with context below
                 for g in futures[k + 1:]:
                     g.cancel()
