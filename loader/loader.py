@@ -58,6 +58,12 @@ def _choose_backend(backend: str) -> str:
     return choice
 
 
+def cuda_is_usable() -> bool:
+    from .backends.dali.decoder import cuda_usable
+
+    return cuda_usable()[0]
+
+
 def _single_threaded_opencv() -> None:
     """Painter threads are the parallelism: OpenCV's own pool on top only oversubscribes the cores
     (an ad-hoc run: 124 -> 144 img/s with 2 workers on 2 cores). Ultralytics sets the same at import."""
@@ -92,8 +98,9 @@ class DetectionLoader(Closing):
 
     ``backend="dali"``: DALI decodes JPEGs in batches and paints the plans in one graph (on the GPU,
     batches come back as CUDA tensors; without CUDA, DALI's CPU-only mode). ``dali_threads``: DALI's
-    CPU thread pool (default: ``workers``); ``hw_decoder_load``: share of JPEGs for the hardware
-    decoder on GPUs that have one (DALI's default).
+    CPU thread pool (default: ``min(4, workers)`` on a GPU, ``workers`` in CPU-only mode);
+    ``hw_decoder_load``: share of JPEGs for the hardware decoder on GPUs that have one (DALI's
+    default; not yet measured on a GPU).
     """
 
     def __init__(self, source, imgsz: int = 896, batch_size: int = 16, workers="auto", backend: str = "auto",
@@ -183,12 +190,15 @@ class DetectionLoader(Closing):
             for i in self.arena.unreadable.tolist():
                 self.unreadable.setdefault(i, "unreadable when the RAM cache was built")
         self.dali = self.dali_device = self._painter = None
-        self.dali_threads = int(dali_threads or self.workers)
+        # on a GPU, DALI's CPU threads only feed nvJPEG's host stage: 4 keeps the engine within the 4 busy
+        # cores it is meant to need; in CPU-only mode DALI does all the work: one per painter worker
+        self.dali_threads = int(dali_threads or (min(4, self.workers) if cuda_is_usable() else self.workers)) \
+            if self.backend == "dali" else 0
         self.painter_builds = 0
         if self.backend == "dali":
-            from .backends.dali.decoder import DaliDecoder, cuda_usable
+            from .backends.dali.decoder import DaliDecoder
 
-            self.dali_device = "gpu" if cuda_usable()[0] else "cpu"
+            self.dali_device = "gpu" if cuda_is_usable() else "cpu"
             if self.arena is None and self.disk is None:
                 self.dali = DaliDecoder(max_batch=4 * self.batch_size, threads=self.dali_threads,
                                         device=self.dali_device, hw_decoder_load=hw_decoder_load,

@@ -44,6 +44,7 @@ def _to_torch(res, n: int) -> list:
         dst = torch.empty(tuple(t.shape()), dtype=torch.uint8, device="cuda")
         feed_ndarray(t, dst, cuda_stream=stream)
         out.append(dst)
+    stream.synchronize()  # the copies are done before DALI's next run reuses its output memory
     return out
 
 

@@ -239,7 +239,9 @@ class DaliPainter(Closing):
                 import torch
                 from nvidia.dali.plugin.pytorch import feed_ndarray
 
-                feed_ndarray(res.as_tensor(), out[:len(plans)], cuda_stream=torch.cuda.current_stream())
+                stream = torch.cuda.current_stream()
+                feed_ndarray(res.as_tensor(), out[:len(plans)], cuda_stream=stream)
+                stream.synchronize()  # this thread only: the fed tiles may be dropped (and their memory reused)
             else:
                 out[:len(plans)] = (res.as_cpu() if self.cfg.device == "gpu" else res).as_array()
         for j, p in enumerate(plans):
