@@ -383,18 +383,18 @@ class DetectionLoader(Closing):
         return self._val_attempt(lambda p: self._paint(p, out), plan)
 
     def _painter_config(self, plans):
-        """The DALI graph these plans need: slots from the hyp (close_mosaic -> 1), widened if a plan needs more."""
+        """The DALI graph these plans need: tile slots from the hyp (close_mosaic -> 1), widened if a plan needs
+        more; mixup slots while the hyp has mixup."""
         from .backends.dali.painter import PainterConfig
 
         hyp = self.hyp
         slots = 4 if self.augment and hyp.mosaic > 0 else 1
         slots = max([slots] + [len(p.tiles) for p in plans] + [len(p.mix.tiles) for p in plans if p.mix is not None])
         mix = (self.augment and hyp.mixup > 0) or any(p.mix is not None for p in plans)
-        hsv = any(p.hsv is not None for p in plans) or (self.augment and bool(hyp.hsv_h or hyp.hsv_s or hyp.hsv_v))
-        return PainterConfig(slots, mix, hsv, max(self.batch_size, len(plans)), self.dali_device)
+        return PainterConfig(slots, mix, max(self.batch_size, len(plans)), self.dali_device)
 
     def _painter_for(self, plans):
-        """The DALI painter for this batch; rebuilt when its config changes (close_mosaic, batch size, hyp)."""
+        """The DALI painter for this batch; rebuilt when its config changes (close_mosaic, batch size)."""
         from .backends.dali.painter import DaliPainter
 
         cfg = self._painter_config(plans)

@@ -80,25 +80,41 @@ def _single_tile_plan(img, M=None, hsv=None):
                 M=np.eye(3) if M is None else M, hsv=hsv)
 
 
-@pytest.mark.parametrize("device", DEVICES)
-def test_dali_hsv_matches_opencv_on_every_kind_of_colour(device):
-    """BGR->HSV is bit-exact in the graph; with Ultralytics' gains the result is OpenCV's to one grey level."""
+@pytest.mark.parametrize("device,out_kind", [("cpu", "numpy"), ("cpu", "tensor"),
+                                             pytest.param("gpu", "tensor", marks=DEVICES[1].marks)])
+def test_dali_painter_colour_matches_opencv_on_every_kind_of_colour(device, out_kind):
+    """HSV jitter, channel order and mixup after the graph: OpenCV on numpy output; torch ops (the GPU path,
+    here also run on the CPU) on tensor output, matching OpenCV but for rare float edge cases."""
     from loader.backends.cpu.painter import apply_hsv
     from loader.backends.dali.painter import DaliPainter, PainterConfig
 
     rng = np.random.default_rng(0)
-    img = rng.integers(0, 256, (512, 1024, 3), np.uint8)
+    img = rng.integers(0, 256, (256, 512, 3), np.uint8)
     img[0, :256] = np.arange(256)[:, None]  # greys
     img[1, :256, 1] = np.arange(256)
-    gains = [np.zeros(3), *(rng.uniform(-1, 1, 3) * [0.015, 0.7, 0.4] for _ in range(3)), np.array([0.5, 1, -1])]
-    with DaliPainter(PainterConfig(1, False, True, len(gains), device)) as painter:
-        out = np.zeros((len(gains), *img.shape), np.uint8)
-        painter.paint([_single_tile_plan(img, hsv=g) for g in gains], lambda i: img, out)
-    for g, got in zip(gains, out):
+    gains = [np.zeros(3), *(rng.uniform(-1, 1, 3) * [0.015, 0.7, 0.4] for _ in range(3)), np.array([0.5, 1, -1]),
+             None]
+    plans = [_single_tile_plan(img, hsv=g) for g in gains]
+    plans[-1].keep_bgr = True
+    mixed = _single_tile_plan(img, hsv=gains[1])
+    mixed.mix, mixed.mix_r = _single_tile_plan(img[::-1].copy()), 0.37
+    plans.append(mixed)
+    images = {0: img, 1: img[::-1].copy()}
+    mixed.mix.tiles[0].index = 1
+    out = np.zeros((len(plans), *img.shape), np.uint8)
+    if out_kind == "tensor":
+        out = torch.zeros(out.shape, dtype=torch.uint8, device="cuda" if device == "gpu" else "cpu")
+    with DaliPainter(PainterConfig(1, True, len(plans), device)) as painter:
+        painter.paint(plans, images.__getitem__, out)
+    out = out.cpu().numpy() if torch.is_tensor(out) else out
+    for p, got in zip(plans, out):
         ref = img.copy()
-        apply_hsv(ref, g, to_rgb=True)
+        if p.mix is not None:
+            ref = (ref * p.mix_r + images[1] * (1 - p.mix_r)).astype(np.uint8)
+        apply_hsv(ref, p.hsv, to_rgb=not p.keep_bgr)
         d = np.abs(got.astype(int) - ref)
-        assert d.max() <= 1 and (d > 0).mean() < 1e-3, (g, d.max(), (d > 0).mean())
+        # float32 HSV->RGB: a pixel at a sector edge may land one hue step away (1e-4 of pixels, 2 levels)
+        assert d.max() <= 2 and (d > 0).mean() < 1e-2, (p.hsv, d.max(), (d > 0).mean())
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -113,7 +129,7 @@ def test_dali_warp_is_opencvs_affine(device):
     th = np.deg2rad(17)
     M = np.array([[1.3 * np.cos(th), -1.3 * np.sin(th), 20.4], [1.3 * np.sin(th), 1.3 * np.cos(th), -15.7], [0, 0, 1]])
     plan = _single_tile_plan(img, M)
-    with DaliPainter(PainterConfig(1, False, False, 1, device)) as painter:
+    with DaliPainter(PainterConfig(1, False, 1, device)) as painter:
         out = np.zeros((1, 120, 160, 3), np.uint8)
         painter.paint([plan], lambda i: img, out)
     ref = cv2.warpAffine(img.astype(np.float32), M[:2], (160, 120), flags=cv2.INTER_LINEAR,
@@ -122,18 +138,36 @@ def test_dali_warp_is_opencvs_affine(device):
     assert np.abs(out[0].astype(int) - ref).max() <= 1
 
 
-def test_slot_params_refuse_what_the_graph_cannot_paint():
-    from loader.backends.dali.painter import slot_params
+def test_canvas_feeds_paste_grey_first_then_the_visible_crops():
+    from loader.backends.dali.painter import canvas_feeds
+    from loader.plan import Tile
 
     img = np.zeros((8, 8, 3), np.uint8)
     plan = _single_tile_plan(img)
-    assert [s[0] for s in slot_params(plan, 3)] == [0, -1, -1]  # unused slots hold nothing
-    assert slot_params(None, 2)[0][0] == -1
-    with pytest.raises(ValueError, match="slots"):
-        slot_params(plan, 0)
+    plan.tiles.append(Tile(1, (4, 4), (0, 0, 4, 4), (6, 6)))  # partly outside the 8x8 canvas
+    f = canvas_feeds([plan, None], 3, lambda j, k: 10 + k, grey=99)
+    assert f["ids"][0].tolist() == [99, 10, 11]
+    assert f["shapes"][0].tolist() == [[8, 8], [8, 8], [2, 2]]  # the second tile: its visible 2x2 corner
+    assert f["out_anchors"][0].tolist() == [[0, 0], [0, 0], [6, 6]]
+    assert f["ids"][1].size == 0 and f["size"][2].tolist() == [1, 1]  # unused samples: 1x1, nothing pasted
     plan.perspective = True
     with pytest.raises(ValueError, match="perspective"):
-        slot_params(plan, 1)
+        canvas_feeds([plan], 1, lambda j, k: k, grey=0)
+
+
+def test_painter_refuses_batches_it_was_not_built_for():
+    from loader.backends.dali.painter import DaliPainter, PainterConfig
+
+    img = np.zeros((8, 8, 3), np.uint8)
+    with DaliPainter(PainterConfig(1, False, 2, "cpu")) as painter:
+        with pytest.raises(ValueError, match="batch"):
+            painter.feeds([_single_tile_plan(img)] * 3, lambda i: img)
+        mixed = _single_tile_plan(img)
+        mixed.mix = _single_tile_plan(img)
+        with pytest.raises(ValueError, match="mixup"):
+            painter.feeds([mixed], lambda i: img)
+        with pytest.raises(ValueError, match="output size"):
+            painter.feeds([_single_tile_plan(img), _single_tile_plan(np.zeros((4, 8, 3), np.uint8))], lambda i: img)
 
 
 def test_pipeline_rebuilt_on_close_mosaic_and_batch_size_change(demo_set):

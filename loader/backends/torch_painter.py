@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from ..plan import Plan
 from .cpu.painter import FILL, hsv_luts, tile_placements
 
-__all__ = ["paint_torch", "bgr_to_hsv8", "hsv8_to_rgb"]
+__all__ = ["paint_torch", "colour", "mix_blend", "bgr_to_hsv8", "hsv8_to_rgb"]
 
 _SHIFT = 12
 
@@ -113,18 +113,36 @@ def _geometry(plan: Plan, load, device) -> torch.Tensor:
     return _warp(canvas, M, (H, W), plan.perspective)
 
 
+def mix_blend(a: torch.Tensor, b: torch.Tensor, r) -> torch.Tensor:
+    """Ultralytics' mixup on uint8 images: ``(a * r + b * (1 - r)).astype(uint8)`` (``r`` broadcasts)."""
+    return torch.floor(a.to(torch.float32) * r + b.to(torch.float32) * (1 - r)).clamp(0, 255).to(torch.uint8)
+
+
+def colour(bgr: torch.Tensor, plans: list[Plan]) -> torch.Tensor:
+    """(n, H, W, 3) uint8 BGR -> each plan's HSV jitter (Ultralytics' LUTs, OpenCV's conversions) and channel
+    order (RGB unless the plan keeps BGR)."""
+    out = bgr.flip(-1)
+    jitter = [j for j, p in enumerate(plans) if p.hsv is not None]
+    if jitter:
+        dev = bgr.device
+        sel = torch.as_tensor(jitter, device=dev)
+        luts = torch.as_tensor(np.stack([np.stack(hsv_luts(plans[j].hsv), -1) for j in jitter]),
+                               device=dev).to(torch.int64)  # (m, 256, 3)
+        hsv = bgr_to_hsv8(bgr[sel]).to(torch.int64)
+        m, H, W, _ = hsv.shape
+        hsv = torch.gather(luts, 1, hsv.reshape(m, H * W, 3)).reshape(m, H, W, 3).to(torch.uint8)
+        out[sel] = hsv8_to_rgb(hsv)
+    keep = [j for j, p in enumerate(plans) if p.keep_bgr]
+    if keep:
+        k = torch.as_tensor(keep, device=bgr.device)
+        out[k] = out[k].flip(-1)
+    return out
+
+
 def paint_torch(plan: Plan, load, device="cpu") -> torch.Tensor:
     """(H, W, 3) uint8 RGB tensor on ``device`` (BGR when the plan keeps BGR)."""
-    img = _geometry(plan, load, device)
+    img = torch.floor(_geometry(plan, load, device) + 0.5).clamp(0, 255).to(torch.uint8)
     if plan.mix is not None:
-        other = _geometry(plan.mix, load, device)
-        img = (img.round() * plan.mix_r + other.round() * (1 - plan.mix_r))
-    img = torch.floor(img + 0.5) if plan.mix is None else torch.floor(img)
-    bgr = img.clamp(0, 255).to(torch.uint8)
-    if plan.hsv is None:
-        return bgr if plan.keep_bgr else bgr.flip(-1)
-    hsv = bgr_to_hsv8(bgr).to(torch.int64)
-    luts = [torch.as_tensor(t, device=device).to(torch.int64) for t in hsv_luts(plan.hsv)]
-    hsv = torch.stack([luts[k][hsv[..., k]] for k in range(3)], -1).to(torch.uint8)
-    rgb = hsv8_to_rgb(hsv)
-    return rgb.flip(-1) if plan.keep_bgr else rgb
+        other = torch.floor(_geometry(plan.mix, load, device) + 0.5).clamp(0, 255).to(torch.uint8)
+        img = mix_blend(img, other, plan.mix_r)
+    return colour(img[None], [plan])[0]

@@ -22,7 +22,7 @@ import numpy as np
 
 from ...plan import Plan
 
-__all__ = ["paint", "hsv_luts", "apply_hsv"]
+__all__ = ["paint", "finish", "hsv_luts", "apply_hsv", "visible_window", "window_pastes"]
 
 FILL = 114
 
@@ -114,15 +114,15 @@ def _fill_uncovered(out: np.ndarray, rects: list[tuple[int, int, int, int]], fil
             out[y0:y1, x:W] = FILL
 
 
-def _paint_general(plan: Plan, images: list[np.ndarray], out: np.ndarray) -> None:
+def visible_window(plan: Plan) -> tuple[int, int, int, int] | None:
+    """(cx0, cy0, cx1, cy1): the part of the mosaic canvas the output sees (plus the interpolation margin);
+    None when it sees none of it (or the matrix is singular)."""
     H, W = plan.out_hw
-    M = plan.M.astype(np.float64)
     ch, cw = plan.canvas_hw
     try:
-        Minv = np.linalg.inv(M)
+        Minv = np.linalg.inv(plan.M.astype(np.float64))
     except np.linalg.LinAlgError:
-        out[...] = FILL
-        return
+        return None
     corners = np.array([[-1, -1, 1], [W, -1, 1], [-1, H, 1], [W, H, 1]], np.float64) @ Minv.T
     if plan.perspective and (corners[:, 2] <= 0).any():
         cx0, cy0, cx1, cy1 = 0, 0, cw, ch  # the view reaches the horizon: take the whole canvas
@@ -130,24 +130,36 @@ def _paint_general(plan: Plan, images: list[np.ndarray], out: np.ndarray) -> Non
         pts = corners[:, :2] / corners[:, 2:3]
         cx0, cy0 = (max(int(math.floor(v)) - 1, 0) for v in pts.min(0))
         cx1, cy1 = min(int(math.ceil(pts[:, 0].max())) + 2, cw), min(int(math.ceil(pts[:, 1].max())) + 2, ch)
-    if cx1 <= cx0 or cy1 <= cy0:
+    return None if cx1 <= cx0 or cy1 <= cy0 else (cx0, cy0, cx1, cy1)
+
+
+def window_pastes(plan: Plan, window: tuple[int, int, int, int]):
+    """Per tile visible in ``window``: (k, (y, x) in the tile image, (h, w), (y, x) in the window)."""
+    cx0, cy0, cx1, cy1 = window
+    for k, tile in enumerate(plan.tiles):
+        x1b, y1b, x2b, y2b = tile.crop
+        ax, ay = tile.at
+        # canvas rectangle of the tile, intersected with the window
+        bx0, by0 = max(ax, cx0), max(ay, cy0)
+        bx1, by1 = min(ax + x2b - x1b, cx1), min(ay + y2b - y1b, cy1)
+        if bx1 > bx0 and by1 > by0:
+            yield k, (y1b + by0 - ay, x1b + bx0 - ax), (by1 - by0, bx1 - bx0), (by0 - cy0, bx0 - cx0)
+
+
+def _paint_general(plan: Plan, images: list[np.ndarray], out: np.ndarray) -> None:
+    window = visible_window(plan)
+    if window is None:
         out[...] = FILL
         return
+    cx0, cy0, cx1, cy1 = window
+    ch, cw = plan.canvas_hw
     if len(plan.tiles) == 1 and plan.tiles[0].at == (0, 0) and plan.tiles[0].crop == (0, 0, cw, ch):
         sub = images[0][cy0:cy1, cx0:cx1]  # the canvas is the image itself: no copy
     else:
         sub = np.full((cy1 - cy0, cx1 - cx0, 3), FILL, np.uint8)
-        for tile, im in zip(plan.tiles, images):
-            x1b, y1b, x2b, y2b = tile.crop
-            ax, ay = tile.at
-            # canvas rectangle of the tile, intersected with the sub-canvas
-            bx0, by0 = max(ax, cx0), max(ay, cy0)
-            bx1, by1 = min(ax + x2b - x1b, cx1), min(ay + y2b - y1b, cy1)
-            if bx1 <= bx0 or by1 <= by0:
-                continue
-            sub[by0 - cy0:by1 - cy0, bx0 - cx0:bx1 - cx0] = \
-                im[y1b + by0 - ay:y1b + by1 - ay, x1b + bx0 - ax:x1b + bx1 - ax]
-    _warp_into(sub, M @ _translate(cx0, cy0), out, cv2.BORDER_CONSTANT, plan.perspective)
+        for k, (iy, ix), (h, w), (oy, ox) in window_pastes(plan, window):
+            sub[oy:oy + h, ox:ox + w] = images[k][iy:iy + h, ix:ix + w]
+    _warp_into(sub, plan.M.astype(np.float64) @ _translate(cx0, cy0), out, cv2.BORDER_CONSTANT, plan.perspective)
 
 
 def hsv_luts(r: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -213,9 +225,17 @@ def paint(plan: Plan, load, out: np.ndarray) -> None:
             apply_hsv(out[y0:y1, x0:x1], plan.hsv, to_rgb=not plan.keep_bgr)
         return
     _paint_geometry(plan, load, out)
+    other = None
     if plan.mix is not None:
         other = np.empty_like(out)
         _paint_geometry(plan.mix, load, other)
+    finish(plan, out, other)
+
+
+def finish(plan: Plan, out: np.ndarray, other: np.ndarray | None = None) -> None:
+    """After the geometry (BGR in ``out``, the mixup partner's in ``other``): Ultralytics' mixup blend, HSV and
+    the channel order, in place."""
+    if plan.mix is not None:
         r = plan.mix_r
         out[...] = (out * r + other * (1 - r)).astype(np.uint8)
     apply_hsv(out, plan.hsv, to_rgb=not plan.keep_bgr)

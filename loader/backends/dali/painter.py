@@ -1,21 +1,24 @@
-"""Paint plans in one DALI graph, on the GPU or with DALI's CPU operators (``device_id=None``).
+"""Paint plans with one DALI graph, on the GPU or with DALI's CPU operators (``device_id=None``).
 
-Same plans, same pixels as the OpenCV painter (``backends/cpu/painter.py``):
+Same plans, same pixels as the OpenCV painter (``backends/cpu/painter.py``), done the way
+Ultralytics does it, batched:
 
-* **Geometry.** Each tile's crop is shifted by -114 and warped on its own into the whole output
-  (bilinear, zero border); the warps are summed and 114 is added back. Bilinear interpolation is
-  linear, so this is exactly Ultralytics' "paste the tiles on a 114 canvas, then warp the canvas"
-  for every affine plan: mosaic, single image, letterbox, flips, rotation, shear, in one code
-  path and without a 2s x 2s canvas. Perspective is not affine: such plans stay on the OpenCV /
-  torch painter (the loader routes them).
-* **Mixup.** A second set of slots paints the partner plan; Ultralytics' truncating blend.
-* **HSV.** OpenCV's 8-bit BGR->HSV in integer arithmetic with its own division tables
-  (bit-exact, checked on all 2^24 colours), Ultralytics' LUTs as arithmetic, HSV->RGB in float32
-  with the truncation OpenCV's vector path uses (1e-4 of pixels differ by one grey level).
+* **Canvas.** ``fn.multi_paste`` builds, per output, the part of the mosaic canvas the output
+  sees: a 114 grey fill, then each tile's visible crop (one input batch holds every tile of the
+  batch, mixup partners' too, and one grey image; pastes pick from it by index, so a tile never
+  moves before it is pasted).
+* **Warp.** ``fn.warp_affine`` with the plan's matrix (flips, scale, translation, rotation,
+  shear), bilinear, 114 border, uint8 -> uint8. Perspective is not affine: such plans stay on
+  the OpenCV / torch painter (the loader routes them).
+* **Colour.** Mixup's truncating blend, Ultralytics' HSV tables with OpenCV's 8-bit conversions,
+  and the RGB order run on the graph's output where it lies: torch ops on the GPU, a few images
+  at a time (``torch_painter.colour``), OpenCV in host memory (``cpu.painter.finish``). Written
+  as DALI arithmetic they took ~100 graph nodes and 325 MiB per 896 px image (DALI keeps every
+  node's output for the whole batch); torch on the CPU took 145 ms per image, OpenCV 3.5.
 
-Tiles are fed as whole decoded images (numpy arrays, or CUDA tensors straight from the DALI
-decoder: no host round trip); the crop happens in the graph. Slots a plan does not use get a
-1x1 grey tile placed outside the output, which adds nothing.
+Peak memory per 896 px output: the canvas (up to 2x2 outputs, uint8) and the output. Tiles are
+fed as whole decoded images (numpy, or CUDA tensors straight from the DALI decoder: no host
+round trip).
 """
 
 from __future__ import annotations
@@ -27,18 +30,15 @@ import numpy as np
 
 from ..._closing import Closing
 from ...plan import Plan
-from ..cpu.painter import FILL
+from ..cpu.painter import FILL, visible_window, window_pastes
 
-__all__ = ["DaliPainter", "PainterConfig", "slot_params", "dali_matrix"]
+__all__ = ["DaliPainter", "PainterConfig", "dali_matrix", "canvas_feeds"]
 
 LOG = logging.getLogger("loader.dali")
 
-_SHIFT = 12
-_SDIV = [0] + [int(np.round((255 << _SHIFT) / v)) for v in range(1, 256)]
-_HDIV = [0] + [int(np.round((180 << _SHIFT) / (6 * v))) for v in range(1, 256)]
 _HALF = np.array([[1, 0, 0.5], [0, 1, 0.5], [0, 0, 1]], np.float64)
 _UNHALF = np.array([[1, 0, -0.5], [0, 1, -0.5], [0, 0, 1]], np.float64)
-_AWAY = np.array([[1, 0, -8], [0, 1, -8]], np.float32)  # puts an unused slot's 1x1 tile outside the output
+_COLOUR_CHUNK = 8  # images per torch colour step: bounds its temporaries (~0.4 GiB at 896 px)
 
 
 def dali_matrix(A: np.ndarray) -> np.ndarray:
@@ -51,119 +51,73 @@ def _translate(x: float, y: float) -> np.ndarray:
     return np.array([[1, 0, x], [0, 1, y], [0, 0, 1]], np.float64)
 
 
-def slot_params(plan: Plan | None, n_slots: int) -> list[tuple[int, tuple[int, int], tuple[int, int], np.ndarray]]:
-    """Per slot: (image index or -1, crop start (y, x), crop shape (h, w), DALI forward matrix).
-
-    Slot ``k`` holds ``plan.tiles[k]``; the matrix maps the crop's pixels to output pixels
-    (``plan.M`` after the tile's canvas offset). Empty crops and unused slots get index -1.
-    """
-    if plan is not None and plan.perspective:
-        raise ValueError("perspective plans are not affine: paint them with the OpenCV or torch painter")
-    tiles = [] if plan is None else plan.tiles
-    if len(tiles) > n_slots:
-        raise ValueError(f"plan has {len(tiles)} tiles, the pipeline {n_slots} slots")
-    out = []
-    for k in range(n_slots):
-        t = tiles[k] if k < len(tiles) else None
-        if t is None or t.crop[2] <= t.crop[0] or t.crop[3] <= t.crop[1]:
-            out.append((-1, (0, 0), (1, 1), _AWAY))
+def canvas_feeds(canvases: list[Plan | None], n: int, tile_slot, grey: int) -> dict[str, list[np.ndarray]]:
+    """multi_paste + warp_affine arguments for ``n`` samples; sample j paints ``canvases[j]`` (None or past the
+    end: a 1x1 dummy). ``tile_slot(j, k)``: batch index of tile k of canvas j; ``grey``: index of the grey image."""
+    z2 = np.zeros((0, 2), np.int32)
+    f: dict[str, list] = {k: [] for k in ("ids", "in_anchors", "shapes", "out_anchors", "canvas", "matrix", "size")}
+    for j in range(n):
+        plan = canvases[j] if j < len(canvases) else None
+        if plan is not None and plan.perspective:
+            raise ValueError("perspective plans are not affine: paint them with the OpenCV or torch painter")
+        window = visible_window(plan) if plan is not None else None
+        if window is None:  # nothing visible: grey output (or a 1x1 dummy)
+            hw = plan.out_hw if plan is not None else (1, 1)
+            f["ids"].append(np.zeros(0, np.int32))
+            f["in_anchors"].append(z2)
+            f["shapes"].append(z2)
+            f["out_anchors"].append(z2)
+            f["canvas"].append(np.array([1, 1], np.int32))
+            f["matrix"].append(dali_matrix(np.eye(3)))
+            f["size"].append(np.array(hw, np.float32))
             continue
-        x1, y1, x2, y2 = t.crop
-        A = plan.M.astype(np.float64) @ _translate(*t.at)
-        out.append((t.index, (y1, x1), (y2 - y1, x2 - x1), dali_matrix(A)))
-    return out
+        cx0, cy0, cx1, cy1 = window
+        pastes = list(window_pastes(plan, window))
+        f["ids"].append(np.array([grey] + [tile_slot(j, k) for k, *_ in pastes], np.int32))
+        f["in_anchors"].append(np.array([(0, 0)] + [p[1] for p in pastes], np.int32).reshape(-1, 2))
+        f["shapes"].append(np.array([(cy1 - cy0, cx1 - cx0)] + [p[2] for p in pastes], np.int32).reshape(-1, 2))
+        f["out_anchors"].append(np.array([(0, 0)] + [p[3] for p in pastes], np.int32).reshape(-1, 2))
+        f["canvas"].append(np.array([cy1 - cy0, cx1 - cx0], np.int32))
+        f["matrix"].append(dali_matrix(plan.M.astype(np.float64) @ _translate(cx0, cy0)))
+        f["size"].append(np.array(plan.out_hw, np.float32))
+    return f
 
 
 class PainterConfig(tuple):
-    """(slots per plan, mixup slots on, HSV on, max batch, device): a pipeline is built per config."""
+    """(tile slots per plan, mixup on, max batch, device): a pipeline is built per config."""
 
-    def __new__(cls, slots: int, mix: bool, hsv: bool, max_batch: int, device: str):
-        return super().__new__(cls, (int(slots), bool(mix), bool(hsv), int(max_batch), str(device)))
+    def __new__(cls, slots: int, mix: bool, max_batch: int, device: str):
+        return super().__new__(cls, (int(slots), bool(mix), int(max_batch), str(device)))
 
     slots = property(lambda self: self[0])
     mix = property(lambda self: self[1])
-    hsv = property(lambda self: self[2])
-    max_batch = property(lambda self: self[3])
-    device = property(lambda self: self[4])
+    max_batch = property(lambda self: self[2])
+    device = property(lambda self: self[3])
 
-
-def _hsv_planes(fn, types, dmath, b, g, r):
-    """int32 planes -> OpenCV's 8-bit (h, s, v), bit-exact (its fixed-point division tables)."""
-    v = dmath.max(dmath.max(b, g), r)
-    diff = v - dmath.min(dmath.min(b, g), r)
-    sdiv = fn.lookup_table(v, keys=list(range(256)), values=_SDIV, dtype=types.INT32)
-    hdiv = fn.lookup_table(diff, keys=list(range(256)), values=_HDIV, dtype=types.INT32)
-    s = (diff * sdiv + (1 << (_SHIFT - 1))) // (1 << _SHIFT)
-    vr = v == r
-    vg = (v == g) & (v != r)
-    num = vr * (g - b) + (vr == 0) * (vg * (b - r + 2 * diff) + (vg == 0) * (r - g + 4 * diff))
-    off = 1024  # keeps the numerator positive so that // is a floor, as OpenCV's arithmetic shift
-    h = (num * hdiv + (1 << (_SHIFT - 1)) + (off << _SHIFT)) // (1 << _SHIFT) - off
-    return h + 180 * (h < 0), s, v
-
-
-def _jitter_to_rgb(fn, types, dmath, h, s, v, gains):
-    """Ultralytics' HSV tables applied as arithmetic, then OpenCV's HSV->RGB (float32, truncating)."""
-    f = types.FLOAT
-    hf = fn.cast(h, dtype=f) + gains[0] * 180.0
-    hf = dmath.floor(hf - 180.0 * dmath.floor(hf / 180.0))
-    sf = dmath.floor(dmath.clamp(fn.cast(s, dtype=f) * (gains[1] + 1.0), 0.0, 255.0))
-    vf = dmath.floor(dmath.clamp(fn.cast(v, dtype=f) * (gains[2] + 1.0), 0.0, 255.0))
-    hh, ss, vv = hf * (6.0 / 180.0), sf * (1.0 / 255.0), vf * (1.0 / 255.0)
-    sector = dmath.floor(hh)
-    fr = hh - sector
-    p, q, t = vv * (1.0 - ss), vv * (1.0 - ss * fr), vv * (1.0 - ss * (1.0 - fr))
-    masks = [sector == k for k in range(6)]
-
-    def pick(per_sector):
-        e = masks[0] * per_sector[0]
-        for m, x in zip(masks[1:], per_sector[1:]):
-            e = e + m * x
-        return fn.cast(dmath.clamp(dmath.floor(e * 255.0), 0.0, 255.0), dtype=types.UINT8)
-
-    # OpenCV's sector table, per output channel
-    return pick([vv, q, p, p, t, vv]), pick([t, vv, vv, q, p, p]), pick([p, p, t, vv, vv, q])
+    @property
+    def graph_batch(self) -> int:
+        """Samples per DALI run: every tile of every canvas (mixup partners included) and the grey image."""
+        return self.slots * self.max_batch * (2 if self.mix else 1) + 1
 
 
 def _build(cfg: PainterConfig, threads: int):
     from nvidia.dali import fn, pipeline_def, types
-    import nvidia.dali.math as dmath
 
     gpu = cfg.device == "gpu"
-    n = cfg.slots * (2 if cfg.mix else 1)
 
-    @pipeline_def(batch_size=cfg.max_batch, num_threads=max(1, int(threads)), device_id=0 if gpu else None,
+    @pipeline_def(batch_size=cfg.graph_batch, num_threads=max(1, int(threads)), device_id=0 if gpu else None,
                   prefetch_queue_depth=1, exec_async=False, exec_pipelined=False)
     def pipe():
+        tiles = fn.external_source(name="tiles", dtype=types.UINT8, layout="HWC", device="gpu" if gpu else "cpu",
+                                   no_copy=gpu)
+        arg = {k: fn.external_source(name=k, dtype=types.INT32) for k in
+               ("ids", "in_anchors", "shapes", "out_anchors", "canvas")}
+        canvas = fn.multi_paste(tiles, in_ids=arg["ids"], in_anchors=arg["in_anchors"], shapes=arg["shapes"],
+                                out_anchors=arg["out_anchors"], output_size=arg["canvas"])
+        matrix = fn.external_source(name="matrix", dtype=types.FLOAT)
         size = fn.external_source(name="size", dtype=types.FLOAT)
-        acc = []
-        for k in range(n):
-            tile = fn.external_source(name=f"t{k}", dtype=types.UINT8, layout="HWC",
-                                      device="gpu" if gpu else "cpu", no_copy=gpu)
-            start = fn.external_source(name=f"s{k}", dtype=types.INT32)
-            shape = fn.external_source(name=f"h{k}", dtype=types.INT32)
-            mat = fn.external_source(name=f"m{k}", dtype=types.FLOAT)
-            crop = fn.slice(tile, start=start, shape=shape, axes=[0, 1])
-            w = fn.warp_affine(fn.cast(crop, dtype=types.FLOAT) - float(FILL), matrix=mat, size=size,
-                               fill_value=0.0, interp_type=types.INTERP_LINEAR, inverse_map=False)
-            acc.append(w)
-        main = acc[0]
-        for w in acc[1:cfg.slots]:
-            main = main + w
-        img = dmath.floor(main + (FILL + 0.5))
-        if cfg.mix:  # Ultralytics: (im * r + im2 * (1 - r)).astype(uint8) on the rounded images
-            other = acc[cfg.slots]
-            for w in acc[cfg.slots + 1:]:
-                other = other + w
-            r = fn.external_source(name="mix_r", dtype=types.FLOAT)
-            img = dmath.floor(img * r + dmath.floor(other + (FILL + 0.5)) * (1.0 - r))
-        img = dmath.clamp(img, 0.0, 255.0)
-        if not cfg.hsv:
-            return fn.cast(fn.stack(img[:, :, 2], img[:, :, 1], img[:, :, 0], axis=2), dtype=types.UINT8)
-        gains = fn.external_source(name="hsv", dtype=types.FLOAT)
-        bgr = fn.cast(img, dtype=types.INT32)
-        h, s, v = _hsv_planes(fn, types, dmath, bgr[:, :, 0], bgr[:, :, 1], bgr[:, :, 2])
-        return fn.stack(*_jitter_to_rgb(fn, types, dmath, h, s, v, gains), axis=2)
+        return fn.warp_affine(canvas, matrix=matrix, size=size, fill_value=float(FILL),
+                              interp_type=types.INTERP_LINEAR, inverse_map=False)
 
     p = pipe()
     p.build()
@@ -171,10 +125,9 @@ def _build(cfg: PainterConfig, threads: int):
 
 
 class DaliPainter(Closing):
-    """``paint(plans, load, out)``: RGB uint8 (B, H, W, 3) for affine plans of one output size.
+    """``paint(plans, load, out)``: (B, H, W, 3) uint8 for affine plans of one output size.
 
     ``load(index)`` returns the image at load size (BGR; numpy, or a CUDA tensor on ``gpu``).
-    Plans that keep BGR (Ultralytics' ``bgr`` hyp) get their channels swapped back after the graph.
     One pipeline per :class:`PainterConfig`; ``paint`` is serialised (a DALI pipeline runs one
     iteration at a time).
     """
@@ -183,10 +136,10 @@ class DaliPainter(Closing):
         self.cfg = cfg
         self._lock = threading.Lock()
         self._pipe = _build(cfg, threads)
-        self._grey = self._to_device(np.full((1, 1, 3), FILL, np.uint8))
+        self._grey_img = None
         self.runs = 0
-        LOG.info("DALI painter on %s: %d slots%s%s, batch <= %d", cfg.device, cfg.slots, " + mixup" if cfg.mix else "",
-                 ", HSV" if cfg.hsv else "", cfg.max_batch)
+        LOG.info("DALI painter on %s: %d tile slots%s, batch <= %d (%d graph samples)", cfg.device, cfg.slots,
+                 " + mixup" if cfg.mix else "", cfg.max_batch, cfg.graph_batch)
 
     def _to_device(self, a):
         if self.cfg.device != "gpu":
@@ -197,36 +150,60 @@ class DaliPainter(Closing):
             return a.cuda().contiguous()
         return torch.from_numpy(np.ascontiguousarray(a)).cuda()
 
+    def _grey(self, hw: tuple[int, int]):
+        """A 114 image at least ``hw``: the canvas background every output pastes first (one per batch)."""
+        g = self._grey_img
+        if g is None or g.shape[0] < hw[0] or g.shape[1] < hw[1]:
+            h = max(hw[0], 0 if g is None else g.shape[0])
+            w = max(hw[1], 0 if g is None else g.shape[1])
+            self._grey_img = g = self._to_device(np.full((h, w, 3), FILL, np.uint8))
+        return g
+
     def feeds(self, plans: list[Plan], load) -> dict[str, list]:
         """The external-source inputs for ``plans`` (exposed for tests)."""
         cfg = self.cfg
-        if not plans or len(plans) > cfg.max_batch:
-            raise ValueError(f"{len(plans)} plans for a pipeline of batch <= {cfg.max_batch}")
-        H, W = plans[0].out_hw
-        if any(p.out_hw != (H, W) for p in plans):
+        B = len(plans)
+        if not plans or B > cfg.max_batch:
+            raise ValueError(f"{B} plans for a pipeline of batch <= {cfg.max_batch}")
+        if any(p.out_hw != plans[0].out_hw for p in plans):
             raise ValueError("plans of one batch must share the output size")
-        feeds: dict[str, list] = {"size": [np.array([H, W], np.float32)] * len(plans)}
-        groups = [[p for p in plans]]
+        canvases: list[Plan | None] = list(plans)
         if cfg.mix:
-            groups.append([p.mix for p in plans])
-            feeds["mix_r"] = [np.array(p.mix_r if p.mix is not None else 1.0, np.float32) for p in plans]
+            canvases += [p.mix for p in plans]
         elif any(p.mix is not None for p in plans):
             raise ValueError("mixup plan for a pipeline without mixup slots")
-        if cfg.hsv:
-            feeds["hsv"] = [np.asarray(p.hsv if p.hsv is not None else np.zeros(3), np.float32) for p in plans]
-        for g, group in enumerate(groups):
-            per_plan = [slot_params(p, cfg.slots) for p in group]
-            for k in range(cfg.slots):
-                s = g * cfg.slots + k
-                feeds[f"t{s}"] = [self._grey if pp[k][0] < 0 else self._to_device(load(pp[k][0])) for pp in per_plan]
-                feeds[f"s{s}"] = [np.array(pp[k][1], np.int32) for pp in per_plan]
-                feeds[f"h{s}"] = [np.array(pp[k][2], np.int32) for pp in per_plan]
-                feeds[f"m{s}"] = [pp[k][3] for pp in per_plan]
-        return feeds
+        if any(c is not None and len(c.tiles) > cfg.slots for c in canvases):
+            raise ValueError(f"a plan has more tiles than the pipeline's {cfg.slots} slots")
+        n = cfg.graph_batch
+        tiles = [None] * n
+        for j, c in enumerate(canvases):
+            for k, t in enumerate(c.tiles if c is not None else ()):
+                tiles[j * cfg.slots + k] = load(t.index)
+        grey = n - 1
+        hw = np.max([c.canvas_hw for c in canvases if c is not None], 0)
+        tiles[grey] = self._grey((int(hw[0]), int(hw[1])))
+        dummy = None
+        for k, t in enumerate(tiles):
+            if t is None:
+                dummy = dummy if dummy is not None else self._grey((1, 1))
+                tiles[k] = dummy
+            else:
+                tiles[k] = self._to_device(t)
+        f = canvas_feeds(canvases, n, lambda j, k: j * cfg.slots + k, grey)
+        f["tiles"] = tiles
+        return f
 
     def paint(self, plans: list[Plan], load, out) -> None:
-        """Paint into ``out``: a (B, H, W, 3) uint8 numpy array, or a CUDA tensor (gpu: no host round trip)."""
+        """Paint into ``out``: (B, H, W, 3) uint8, a numpy array (colour by OpenCV) or a tensor (colour by torch
+        ops on its device; a CUDA tensor on ``gpu``: no host round trip)."""
+        import torch
+
+        from ..torch_painter import colour, mix_blend
+
         feeds = self.feeds(plans, load)
+        B = len(plans)
+        on_cuda = bool(getattr(out, "is_cuda", False))
+        dst = out if torch.is_tensor(out) else torch.from_numpy(out)
         with self._lock:
             if self._pipe is None:
                 raise RuntimeError("DALI painter is closed")
@@ -234,21 +211,47 @@ class DaliPainter(Closing):
                 self._pipe.feed_input(name, data)
             (res,) = self._pipe.run()
             self.runs += 1
-            on_cuda = getattr(out, "is_cuda", False)
-            if on_cuda:
-                import torch
-                from nvidia.dali.plugin.pytorch import feed_ndarray
+            partners = _copy_out(res, dst, B, self.cfg.mix, on_cuda, self.cfg.device == "gpu")
+        del feeds
+        if not torch.is_tensor(out):  # numpy: OpenCV's own kernels (the reference), image by image
+            from ..cpu.painter import finish
 
-                stream = torch.cuda.current_stream()
-                feed_ndarray(res.as_tensor(), out[:len(plans)], cuda_stream=stream)
-                stream.synchronize()  # this thread only: the fed tiles may be dropped (and their memory reused)
-            else:
-                out[:len(plans)] = (res.as_cpu() if self.cfg.device == "gpu" else res).as_array()
-        for j, p in enumerate(plans):
-            if p.keep_bgr:
-                out[j] = out[j].flip(-1) if on_cuda else out[j][..., ::-1].copy()
+            for j, p in enumerate(plans):
+                finish(p, out[j], None if partners is None else partners[j].numpy())
+            return
+        for lo in range(0, B, _COLOUR_CHUNK):
+            hi = min(lo + _COLOUR_CHUNK, B)
+            x = dst[lo:hi]
+            if partners is not None:
+                r = torch.tensor([p.mix_r if p.mix is not None else 1.0 for p in plans[lo:hi]], device=x.device)
+                x = mix_blend(x, partners[lo:hi], r.view(-1, 1, 1, 1))
+            dst[lo:hi] = colour(x, plans[lo:hi])
 
     def close(self) -> None:
         with self._lock:
             pipe, self._pipe = self._pipe, None
+            self._grey_img = None
         del pipe
+
+
+def _copy_out(res, dst, B: int, mix: bool, on_cuda: bool, gpu: bool):
+    """The first B graph outputs into ``dst``; the mixup partners' canvases (next B) into a new tensor."""
+    import torch
+
+    partners = torch.empty_like(dst[:B]) if mix else None
+    if on_cuda:
+        from nvidia.dali.plugin.pytorch import feed_ndarray
+
+        stream = torch.cuda.current_stream()
+        for j in range(B):
+            feed_ndarray(res[j], dst[j], cuda_stream=stream)
+            if mix:
+                feed_ndarray(res[B + j], partners[j], cuda_stream=stream)
+        stream.synchronize()  # this thread only: the fed tiles may be dropped (and their memory reused)
+        return partners
+    cpu = res.as_cpu() if gpu else res
+    for j in range(B):
+        dst[j] = torch.from_numpy(np.asarray(cpu[j]))
+        if mix:
+            partners[j] = torch.from_numpy(np.asarray(cpu[B + j]))
+    return partners
