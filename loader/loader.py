@@ -189,7 +189,7 @@ class DetectionLoader(Closing):
                                   workers=self.workers)
             for i in self.arena.unreadable.tolist():
                 self.unreadable.setdefault(i, "unreadable when the RAM cache was built")
-        self.dali = self.dali_device = self._painter = None
+        self.dali = self.dali_device = self._painter = self.cuda_device_id = None
         # on a GPU, DALI's CPU threads only feed nvJPEG's host stage: 4 keeps the engine within the 4 busy
         # cores it is meant to need; in CPU-only mode DALI does all the work: one per painter worker
         self.dali_threads = int(dali_threads or (min(4, self.workers) if cuda_is_usable() else self.workers)) \
@@ -199,10 +199,14 @@ class DetectionLoader(Closing):
             from .backends.dali.decoder import DaliDecoder
 
             self.dali_device = "gpu" if cuda_is_usable() else "cpu"
+            if self.dali_device == "gpu":  # the constructing thread's GPU (a DDP rank's own); painter threads use it
+                from .backends.dali.decoder import device_id_of
+
+                self.cuda_device_id = device_id_of(None)
             if self.arena is None and self.disk is None:
                 self.dali = DaliDecoder(max_batch=4 * self.batch_size, threads=self.dali_threads,
                                         device=self.dali_device, hw_decoder_load=hw_decoder_load,
-                                        to_torch=self.dali_device == "gpu")
+                                        to_torch=self.dali_device == "gpu", device_id=self.cuda_device_id)
         self.dali_fallbacks = 0
         max_hw = int(self._val_shapes.max()) if self._val_shapes is not None else self.imgsz
         # prefetched batches, the one the consumer holds and the one it just dropped (the loop variable still
@@ -402,7 +406,7 @@ class DetectionLoader(Closing):
             if self._painter is None or self._painter.cfg != cfg:
                 if self._painter is not None:
                     self._painter.close()
-                self._painter = DaliPainter(cfg, threads=self.dali_threads)
+                self._painter = DaliPainter(cfg, threads=self.dali_threads, device_id=self.cuda_device_id)
                 self.painter_builds += 1
             return self._painter
 
@@ -435,7 +439,7 @@ class DetectionLoader(Closing):
         if self.dali_device == "gpu":
             import torch
 
-            return torch.empty(shape, dtype=torch.uint8, device="cuda")
+            return torch.empty(shape, dtype=torch.uint8, device=torch.device("cuda", self.cuda_device_id))
         return self.ring.acquire(shape)
 
     def _check_bad(self, final: bool = False) -> None:

@@ -70,7 +70,9 @@ def read_bytes(path: str) -> np.ndarray:
 
 
 class ImageCache:
-    """LRU of decoded images keyed by dataset index, bounded in bytes; thread-safe, decode-once."""
+    """LRU of decoded images keyed by dataset index, bounded in bytes; thread-safe, decode-once.
+
+    Holds numpy arrays, or CUDA tensors (the DALI engine's tiles on a GPU): anything with ``nbytes``."""
 
     def __init__(self, budget_bytes: int):
         self.budget = int(budget_bytes)
@@ -104,7 +106,7 @@ class ImageCache:
                 del self._pending[key]
             fut.set_exception(e)
             raise
-        if im.flags.writeable:
+        if isinstance(im, np.ndarray) and im.flags.writeable:  # (the DALI engine on a GPU caches CUDA tensors)
             im.setflags(write=False)  # shared between threads and samples: never painted on
         with self._lock:
             del self._pending[key]

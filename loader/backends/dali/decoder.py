@@ -8,7 +8,7 @@ import numpy as np
 
 from ..._closing import Closing
 
-__all__ = ["DaliDecoder", "dali_available", "cuda_usable"]
+__all__ = ["DaliDecoder", "dali_available", "cuda_usable", "device_id_of"]
 
 LOG = logging.getLogger("loader.dali")
 
@@ -32,16 +32,24 @@ def cuda_usable() -> tuple[bool, str]:
         return False, f"torch.cuda unavailable ({e})"
 
 
-def _to_torch(res, n: int) -> list:
+def device_id_of(device_id: int | None) -> int:
+    """The CUDA device to use: given, else the caller's current one (a DDP rank's own GPU)."""
+    import torch
+
+    return int(torch.cuda.current_device() if device_id is None else device_id)
+
+
+def _to_torch(res, n: int, device_id: int) -> list:
     """Samples of a DALI GPU batch -> CUDA tensors of their own (device-to-device copies on torch's stream)."""
     import torch
     from nvidia.dali.plugin.pytorch import feed_ndarray
 
     out = []
-    stream = torch.cuda.current_stream()
+    dev = torch.device("cuda", device_id)
+    stream = torch.cuda.current_stream(dev)
     for k in range(n):
         t = res[k]
-        dst = torch.empty(tuple(t.shape()), dtype=torch.uint8, device="cuda")
+        dst = torch.empty(tuple(t.shape()), dtype=torch.uint8, device=dev)
         feed_ndarray(t, dst, cuda_stream=stream)
         out.append(dst)
     stream.synchronize()  # the copies are done before DALI's next run reuses its output memory
@@ -58,7 +66,7 @@ class DaliDecoder(Closing):
     """
 
     def __init__(self, max_batch: int, threads: int = 2, device: str = "auto", hw_decoder_load: float = 0.65,
-                 to_torch: bool = False):
+                 to_torch: bool = False, device_id: int | None = None):
         from nvidia.dali import fn, pipeline_def, types
 
         gpu, why = cuda_usable()
@@ -67,9 +75,10 @@ class DaliDecoder(Closing):
         self.device = "gpu" if (device == "gpu" or (device == "auto" and gpu)) else "cpu"
         self.max_batch = int(max_batch)
         self.to_torch = bool(to_torch) and self.device == "gpu"
+        self.device_id = device_id_of(device_id) if self.device == "gpu" else None
 
         @pipeline_def(batch_size=self.max_batch, num_threads=max(1, int(threads)),
-                      device_id=0 if self.device == "gpu" else None, prefetch_queue_depth=1,
+                      device_id=self.device_id, prefetch_queue_depth=1,
                       exec_async=False, exec_pipelined=False)
         def _pipe():
             enc = fn.external_source(name="enc", dtype=types.UINT8)
@@ -78,8 +87,6 @@ class DaliDecoder(Closing):
                 img = fn.decoders.image(enc, device="mixed", output_type=types.BGR, hw_decoder_load=hw_decoder_load)
             else:
                 img = fn.decoders.image(enc, device="cpu", output_type=types.BGR)
-            if self.device == "gpu":
-                size = size.gpu()
             return fn.resize(img, size=size, interp_type=types.INTERP_LINEAR, antialias=False)
 
         self._pipe = _pipe()
@@ -94,7 +101,7 @@ class DaliDecoder(Closing):
             self._pipe.feed_input("size", [np.array(s, np.float32) for s in hw])
             (res,) = self._pipe.run()
             if self.to_torch:
-                out += _to_torch(res, len(chunk))
+                out += _to_torch(res, len(chunk), self.device_id)
                 continue
             if self.device == "gpu":
                 res = res.as_cpu()

@@ -100,12 +100,12 @@ class PainterConfig(tuple):
         return self.slots * self.max_batch * (2 if self.mix else 1) + 1
 
 
-def _build(cfg: PainterConfig, threads: int):
+def _build(cfg: PainterConfig, threads: int, device_id: int | None):
     from nvidia.dali import fn, pipeline_def, types
 
     gpu = cfg.device == "gpu"
 
-    @pipeline_def(batch_size=cfg.graph_batch, num_threads=max(1, int(threads)), device_id=0 if gpu else None,
+    @pipeline_def(batch_size=cfg.graph_batch, num_threads=max(1, int(threads)), device_id=device_id if gpu else None,
                   prefetch_queue_depth=1, exec_async=False, exec_pipelined=False)
     def pipe():
         tiles = fn.external_source(name="tiles", dtype=types.UINT8, layout="HWC", device="gpu" if gpu else "cpu",
@@ -129,13 +129,18 @@ class DaliPainter(Closing):
 
     ``load(index)`` returns the image at load size (BGR; numpy, or a CUDA tensor on ``gpu``).
     One pipeline per :class:`PainterConfig`; ``paint`` is serialised (a DALI pipeline runs one
-    iteration at a time).
+    iteration at a time). ``device_id``: the CUDA device (default: the caller's current one).
     """
 
-    def __init__(self, cfg: PainterConfig, threads: int = 2):
+    def __init__(self, cfg: PainterConfig, threads: int = 2, device_id: int | None = None):
         self.cfg = cfg
         self._lock = threading.Lock()
-        self._pipe = _build(cfg, threads)
+        self.device_id = None
+        if cfg.device == "gpu":
+            from .decoder import device_id_of
+
+            self.device_id = device_id_of(device_id)
+        self._pipe = _build(cfg, threads, self.device_id)
         self._grey_img = None
         self.runs = 0
         LOG.info("DALI painter on %s: %d tile slots%s, batch <= %d (%d graph samples)", cfg.device, cfg.slots,
@@ -146,9 +151,10 @@ class DaliPainter(Closing):
             return np.ascontiguousarray(a)
         import torch
 
+        dev = torch.device("cuda", self.device_id)
         if isinstance(a, torch.Tensor):
-            return a.cuda().contiguous()
-        return torch.from_numpy(np.ascontiguousarray(a)).cuda()
+            return a.to(dev).contiguous()
+        return torch.from_numpy(np.ascontiguousarray(a)).to(dev)
 
     def _grey(self, hw: tuple[int, int]):
         """A 114 image at least ``hw``: the canvas background every output pastes first (one per batch)."""
@@ -242,7 +248,7 @@ def _copy_out(res, dst, B: int, mix: bool, on_cuda: bool, gpu: bool):
     if on_cuda:
         from nvidia.dali.plugin.pytorch import feed_ndarray
 
-        stream = torch.cuda.current_stream()
+        stream = torch.cuda.current_stream(dst.device)
         for j in range(B):
             feed_ndarray(res[j], dst[j], cuda_stream=stream)
             if mix:
