@@ -47,14 +47,12 @@ def _cmd_bench(a) -> int:
 def _cmd_gate(a) -> int:
     import json
 
-    from integration.gates import check, load_rules
+    from integration.gates import check, describe, load_rules
 
     rows = json.loads(Path(a.json).read_text())
     results = check(rows, load_rules(a.config))
     for r in results:
-        ratio = "n/a" if r["ratio"] is None else f"{r['ratio']:.3f}"
-        print(f"{'PASS' if r['ok'] else 'FAIL'}  {r['ours']} / {r['stock']} {r.get('metric', 'img_s')} = {ratio} "
-              f"(min {r['min']}) {r['why']}")
+        print(describe(r))
     return 0 if all(r["ok"] for r in results) else 1
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from integration.gates import check
+from integration.gates import check, describe
 from loader import DetectionLoader, tuner
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,6 +71,22 @@ def test_gate_logic_on_synthetic_rows():
                                     {"ours": "dali", "stock": "stock-w8", "min": 1.0}])
     assert ok["ok"] and ok["ratio"] == pytest.approx(1.25)
     assert not bad["ok"] and not missing["ok"] and missing["ratio"] is None
+    rows[1]["cores_busy"] = 3.5
+    within, over, absent = check(rows, [{"row": "cpu-auto", "metric": "cores_busy", "max": 4},
+                                        {"row": "cpu-auto", "metric": "cores_busy", "max": 3},
+                                        {"row": "dali", "metric": "cores_busy", "max": 4}])
+    assert within["ok"] and not over["ok"] and not absent["ok"]
+    assert describe(over) == "FAIL  cpu-auto cores_busy = 3.500 (max 3)"
+
+
+def test_gate_files_are_checked(tmp_path):
+    from integration.gates import DEFAULT_RULES, load_rules
+
+    assert load_rules(DEFAULT_RULES) and load_rules(DEFAULT_RULES.with_name("gates_gpu.json"))
+    bad = tmp_path / "g.json"
+    bad.write_text(json.dumps({"limits": [{"row": "dali", "metric": "cores_busy"}]}))
+    with pytest.raises(ValueError, match="min or max"):
+        load_rules(bad)
 
 
 def _cost_model(workers: int) -> dict:
