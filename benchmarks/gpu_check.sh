@@ -4,6 +4,7 @@
 #
 #   bash benchmarks/gpu_check.sh            # on the GPU machine, from the repository root
 #   GPU_CHECK_DRY=1 bash benchmarks/gpu_check.sh   # plumbing check on a CPU machine (small, quick)
+#   GPU_CHECK_KNOBS=1 bash benchmarks/gpu_check.sh  # also sweep dali_threads x hw_decoder_load (~2 more min)
 #
 # Python packages the machine lacks travel as wheels in .whl/ (see tools/gpu_wheels.sh): they are
 # installed offline into /tmp/site first. Without CUDA the script stops (exit 2) unless GPU_CHECK_DRY=1.
@@ -80,6 +81,10 @@ else
     GATE_RC=$?
 fi
 
+if [ "${GPU_CHECK_KNOBS:-0}" = 1 ] && [ "$HAVE_DALI" = 1 ] && [ "$DRY" != 1 ]; then
+    echo "== DALI knobs (dali_threads x hw_decoder_load)"
+    "$PY" benchmarks/dali_knobs.py --data "$DEMO/data.yaml" --batch 128 --threads 2,4,8 --hw-load 0.65,1.0 --batches 6
+fi
 echo "gpu_check: $(( $(date +%s) - T0 )) s; tests rc=$TESTS_RC, bench rc=$BENCH_RC, gates rc=$GATE_RC"
 if [ "$HAVE_DALI" = 0 ]; then
     echo "gpu_check: nvidia-dali is not installed here: the DALI engine was NOT checked (exit 3)"

@@ -119,7 +119,8 @@ def _our_loader(spec: dict):
 
     dl = DetectionLoader(spec["data"], imgsz=spec["imgsz"], batch_size=spec["batch"],
                          workers=spec["workers"] or "auto", cache=spec.get("cache") or False,
-                         backend="dali" if spec["kind"] == "dali" else "cpu")
+                         backend="dali" if spec["kind"] == "dali" else "cpu",
+                         **{k: spec[k] for k in ("dali_threads", "hw_decoder_load") if spec.get(k) is not None})
     return dl, dl.num_workers, dl.planner.buffer_len + 2 * spec["batch"], dl.close
 
 
