@@ -90,8 +90,9 @@ def _crop(load, t, device) -> torch.Tensor:
     """The tile's crop as a tensor on ``device`` (``load`` may return numpy or a tensor, e.g. CUDA tiles)."""
     x1b, y1b, x2b, y2b = t.crop
     im = load(t.index)
-    im = im if torch.is_tensor(im) else torch.from_numpy(np.ascontiguousarray(im))
-    return im[y1b:y2b, x1b:x2b].to(device)
+    if torch.is_tensor(im):
+        return im[y1b:y2b, x1b:x2b].to(device)
+    return torch.from_numpy(np.array(im[y1b:y2b, x1b:x2b])).to(device)  # a copy: cached tiles are read-only
 
 
 def _geometry(plan: Plan, load, device) -> torch.Tensor:
