@@ -58,6 +58,16 @@ def test_dali_cpu_only_matches_the_cpu_engine(demo_set, hyp):
     assert max(mads) <= 1.0
 
 
+@pytest.mark.parametrize("augment", [False, True], ids=["val", "train"])
+def test_dali_on_awkward_files_matches_the_cpu_engine(nasty_set, augment):
+    """PNG, grayscale, CMYK and EXIF-rotated JPEGs (on a GPU: nvJPEG's share of them too)."""
+    kw = dict(augment=augment, reduced_decode=False, max_bad_fraction=0.5)
+    cpu, _ = _batches(nasty_set, "cpu", **kw)
+    dali, st = _batches(nasty_set, "dali", **kw)
+    assert st["fallbacks"] == 0
+    assert max(_mads(cpu, dali)) <= 1.0
+
+
 def test_val_rect_through_dali_matches_the_cpu_engine(demo_set):
     # full decodes on both sides: at 6x downscale the CPU engine's DCT-reduced decode alone moves val
     # images by up to ~4 grey levels (DALI decodes in full, as Ultralytics)
