@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -232,6 +233,7 @@ def test_close_releases_the_pipelines(demo_set):
     assert dl.dali is not None and painter is not None
     dl.close()
     assert dl.dali is None and dl._painter is None and painter._pipe is None
+    assert not [t for t in threading.enumerate() if t.name.startswith(("loader-read", "loader-paint"))]
     with pytest.raises(RuntimeError, match="closed"):
         next(iter(dl))
 
