@@ -518,6 +518,13 @@ class DetectionLoader(Closing):
                     raise
                 assert bk == b, (bk, b)
                 self._check_bad(final=b == nb - 1)
+                if b == nb - 1 and self.backend == "dali" and not getattr(self, "_buffer_logged", False):
+                    self._buffer_logged = True
+                    st = self.images.stats()
+                    LOG.info("DALI engine: decoded-tile buffer in %s memory: %.0f MiB (budget %.0f MiB), %d tiles; "
+                             "%.3f decodes per sample", "GPU" if self.dali_device == "gpu" else "host",
+                             st["bytes"] / 2**20, st["budget"] / 2**20, st["items"],
+                             self.images.misses / max(self.samples + len(plans), 1))
                 batch = assemble(plans, img, self.index.im_files)
                 del img
                 self.sampler.advance(len(plans))
