@@ -6,7 +6,8 @@
 #   GPU_CHECK_DRY=1 bash benchmarks/gpu_check.sh   # plumbing check on a CPU machine (small, quick)
 #   GPU_CHECK_KNOBS=1 bash benchmarks/gpu_check.sh  # also sweep dali_threads x hw_decoder_load (~2 more min)
 #
-# Python packages the machine lacks travel as wheels in .whl/ (see tools/gpu_wheels.sh): they are
+# Python packages the machine lacks travel as .whl/parts/wheels.tar.part* (tools/gpu_wheels.sh): they are joined,
+# checked and
 # installed offline into /tmp/site first. Without CUDA the script stops (exit 2) unless GPU_CHECK_DRY=1.
 # Without nvidia-dali it still runs what it can (GPU tests that skip, stock and CPU-engine rows) and
 # exits 3, so a missing DALI is never mistaken for a pass.
@@ -15,14 +16,19 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 T0=$(date +%s)
 
-for sum in .whl/parts/*.sha256; do  # wheels too big for one call came in parts (tools/gpu_wheels.sh)
-    [ -e "$sum" ] || continue
-    name=$(basename "$sum" .sha256)
-    cat .whl/parts/"$name".part* > ".whl/$name"
-    [ "$(sha256sum ".whl/$name" | awk '{print $1}')" = "$(cat "$sum")" ] \
-        || { echo "gpu_check: $name: parts missing or corrupt, not installed"; rm -f ".whl/$name"; }
-done
-if compgen -G ".whl/*.whl" > /dev/null; then
+DRY=${GPU_CHECK_DRY:-0}
+if [ "$DRY" = 1 ]; then
+    echo "gpu_check: dry run: carried wheels (if any) are not installed"
+elif [ -f .whl/parts/wheels.tar.sha256 ]; then  # the wheels came in parts (tools/gpu_wheels.sh)
+    cat .whl/parts/wheels.tar.part* > /tmp/wheels.tar
+    if [ "$(sha256sum /tmp/wheels.tar | awk '{print $1}')" = "$(cat .whl/parts/wheels.tar.sha256)" ]; then
+        tar xf /tmp/wheels.tar -C .whl
+    else
+        echo "gpu_check: .whl/parts: parts missing or corrupt, wheels not installed"
+    fi
+    rm -f /tmp/wheels.tar
+fi
+if [ "$DRY" != 1 ] && compgen -G ".whl/*.whl" > /dev/null; then
     "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
         || { echo "gpu_check: installing the carried wheels failed"; exit 1; }
     export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
@@ -40,7 +46,6 @@ for m in ("nvidia.dali", "ultralytics", "cv2", "psutil", "pytest", "pytest_bench
         print(f"  {m} MISSING ({type(e).__name__})")
 EOF
 
-DRY=${GPU_CHECK_DRY:-0}
 if ! "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" && [ "$DRY" != 1 ]; then
     echo "gpu_check: no usable CUDA device (set GPU_CHECK_DRY=1 to check the script on a CPU machine)"
     exit 2
@@ -48,8 +53,8 @@ fi
 HAVE_DALI=1
 "$PY" -c "import nvidia.dali" 2>/dev/null || HAVE_DALI=0
 
-echo "== GPU tests"
-"$PY" -m pytest -q -p no:cacheprovider -m gpu tests -rs
+echo "== GPU tests (the gpu-marked ones, and the DALI / torch painter / consistency suites, which use the GPU when present)"
+"$PY" -m pytest -q -p no:cacheprovider -rs tests/test_dali.py tests/test_torch_painter.py tests/test_consistency.py
 TESTS_RC=$?
 
 echo "== comparison"
