@@ -6,9 +6,8 @@
 #   GPU_CHECK_DRY=1 bash benchmarks/gpu_check.sh   # plumbing check on a CPU machine (small, quick)
 #   GPU_CHECK_KNOBS=1 bash benchmarks/gpu_check.sh  # also sweep dali_threads x hw_decoder_load (~2 more min)
 #
-# Python packages the machine lacks travel as .whl/parts/wheels.tar.part* (tools/gpu_wheels.sh): they are joined,
-# checked and
-# installed offline into /tmp/site first. Without CUDA the script stops (exit 2) unless GPU_CHECK_DRY=1.
+# Python packages the machine lacks travel as .whl/parts/wheels.tar.part* (tools/gpu_wheels.sh): they are
+# joined, checked and installed offline into /tmp/site first. Without CUDA the script stops (exit 2) unless GPU_CHECK_DRY=1.
 # Without nvidia-dali it still runs what it can (GPU tests that skip, stock and CPU-engine rows) and
 # exits 3, so a missing DALI is never mistaken for a pass.
 set -uo pipefail
