@@ -58,12 +58,6 @@ def _choose_backend(backend: str) -> str:
     return choice
 
 
-def cuda_is_usable() -> bool:
-    from .backends.dali.decoder import cuda_usable
-
-    return cuda_usable()[0]
-
-
 def _single_threaded_opencv() -> None:
     """Painter threads are the parallelism: OpenCV's own pool on top only oversubscribes the cores
     (an ad-hoc run: 124 -> 144 img/s with 2 workers on 2 cores). Ultralytics sets the same at import."""
@@ -145,7 +139,6 @@ class DetectionLoader(Closing):
         self.unreadable: dict[int, str] = {}
         self._replaced: list[tuple[int, int]] = []  # (epoch position, unreadable index) this epoch
         self._lock = threading.Lock()
-        self._dali_lock = threading.Lock()  # one decoder pipeline run at a time
         self.prefetch = max(1, int(prefetch))
         self.reduced_decode = bool(reduced_decode)
         n = len(self.index)
@@ -189,29 +182,12 @@ class DetectionLoader(Closing):
                                   workers=self.workers)
             for i in self.arena.unreadable.tolist():
                 self.unreadable.setdefault(i, "unreadable when the RAM cache was built")
-        self.dali = self.dali_device = self._painter = self.cuda_device_id = None
-        # on a GPU, DALI's CPU threads only feed nvJPEG's host stage: 4 keeps the engine within the 4 busy
-        # cores it is meant to need; in CPU-only mode DALI does all the work: one per painter worker
-        self.dali_threads = int(dali_threads or (min(4, self.workers) if cuda_is_usable() else self.workers)) \
-            if self.backend == "dali" else 0
-        self.painter_builds = 0
+        self.dali = None  # the DALI engine (backend="dali"): readers, decoder, painter graph, CUDA device
         if self.backend == "dali":
-            from .backends.dali.decoder import DaliDecoder
+            from .backends.dali.engine import DaliEngine
 
-            self.dali_device = "gpu" if cuda_is_usable() else "cpu"
-            if self.dali_device == "gpu":  # the constructing thread's GPU (a DDP rank's own); painter threads use it
-                from .backends.dali.decoder import device_id_of
-
-                self.cuda_device_id = device_id_of(None)
-            if self.arena is None and self.disk is None:
-                from concurrent.futures import ThreadPoolExecutor
-
-                # file reads in parallel (I/O waits overlap): 1.6-2.2x over one thread on 2 cores, page-cached
-                self._readers = ThreadPoolExecutor(self.dali_threads, thread_name_prefix="loader-read")
-                self.dali = DaliDecoder(max_batch=4 * self.batch_size, threads=self.dali_threads,
-                                        device=self.dali_device, hw_decoder_load=hw_decoder_load,
-                                        to_torch=self.dali_device == "gpu", device_id=self.cuda_device_id)
-        self.dali_fallbacks = 0
+            self.dali = DaliEngine(self.batch_size, self.workers, dali_threads, hw_decoder_load,
+                                   decode=self.arena is None and self.disk is None)
         max_hw = int(self._val_shapes.max()) if self._val_shapes is not None else self.imgsz
         # prefetched batches, the one the consumer holds and the one it just dropped (the loop variable still
         # holds it while the next is requested); a consumer that keeps more gets fresh buffers
@@ -324,8 +300,6 @@ class DetectionLoader(Closing):
         If DALI fails on the batch (a corrupt file), the OpenCV path decodes them one by one, which
         also names the bad file; the fallback is counted.
         """
-        from .backends.cpu.images import read_bytes
-
         want, seen = [], set()
         for p in plans:
             for i in p.indices():
@@ -334,20 +308,13 @@ class DetectionLoader(Closing):
                 seen.add(i)
                 if self.index.formats[i] == 1 and self.index.orientation[i] in (0, 1):
                     want.append(i)
-        if not want:
-            return
-        try:
-            blobs = list(self._readers.map(read_bytes, [self.index.im_files[i] for i in want]))
-            arrays = self.dali.decode(blobs, [self.planner.load_hw(i) for i in want])
-        except Exception as e:  # noqa: BLE001 - fall back to per-image decoding, which reports the file
-            self.dali_fallbacks += 1
-            LOG.debug("DALI batch decode failed (%s); OpenCV decodes this batch", e)
-            return
-        for i, arr in zip(want, arrays):
+        arrays = self.dali.decode([self.index.im_files[i] for i in want],
+                                  [self.planner.load_hw(i) for i in want]) if want else None
+        for i, arr in zip(want, arrays or ()):
             self.images.get(i, lambda a=arr: a)
 
     def _paint(self, plan, out) -> None:
-        if self.dali_device == "gpu":  # tiles live on the GPU: the torch painter (perspective plans only)
+        if self.dali is not None and self.dali.device == "gpu":  # tiles on the GPU: the torch painter (perspective)
             from .backends.torch_painter import paint_torch
 
             out[...] = paint_torch(plan, self._load, out.device)
@@ -390,37 +357,21 @@ class DetectionLoader(Closing):
             return self._train_attempt(lambda p: self._paint(p, out), plan, epoch, position, order)
         return self._val_attempt(lambda p: self._paint(p, out), plan)
 
-    def _painter_config(self, plans):
-        """The DALI graph these plans need: tile slots from the hyp (close_mosaic -> 1), widened if a plan needs
-        more; mixup slots while the hyp has mixup."""
-        from .backends.dali.painter import PainterConfig
-
+    def _painter_for(self, plans):
+        """The DALI painter for these plans: tile slots from the hyp (close_mosaic -> 1), widened if a plan needs
+        more; mixup slots while the hyp has mixup; the batch size (``set_batch_size`` rebuilds)."""
         hyp = self.hyp
         slots = 4 if self.augment and hyp.mosaic > 0 else 1
         slots = max([slots] + [len(p.tiles) for p in plans] + [len(p.mix.tiles) for p in plans if p.mix is not None])
         mix = (self.augment and hyp.mixup > 0) or any(p.mix is not None for p in plans)
-        return PainterConfig(slots, mix, max(self.batch_size, len(plans)), self.dali_device)
-
-    def _painter_for(self, plans):
-        """The DALI painter for this batch; rebuilt when its config changes (close_mosaic, batch size)."""
-        from .backends.dali.painter import DaliPainter
-
-        cfg = self._painter_config(plans)
-        with self._lock:
-            if self._painter is None or self._painter.cfg != cfg:
-                if self._painter is not None:
-                    self._painter.close()
-                self._painter = DaliPainter(cfg, threads=self.dali_threads, device_id=self.cuda_device_id)
-                self.painter_builds += 1
-            return self._painter
+        return self.dali.painter_for(slots, mix, max(self.batch_size, len(plans)))
 
     def _paint_batch_dali(self, b: int, img, epoch: int, order: np.ndarray):
         """DALI engine, one batch: plans, batched decode, unreadable images replaced, then one graph run."""
         lo, hi, _ = self._batch_span(b, order)
         plans = [self._plan(b, p, epoch, order) for p in range(lo, hi)]
-        if self.dali is not None:
-            with self._dali_lock:
-                self._predecode(plans)
+        if self.dali.decoder is not None:
+            self._predecode(plans)
         if self.augment:
             plans = [self._train_attempt(self._load_all, p, epoch, lo + j, order) for j, p in enumerate(plans)]
         else:
@@ -437,14 +388,11 @@ class DetectionLoader(Closing):
         if not getattr(self, "_perspective_logged", False):
             self._perspective_logged = True
             LOG.info("perspective > 0: DALI has no perspective warp; these plans are painted by the %s painter",
-                     "torch (GPU)" if self.dali_device == "gpu" else "OpenCV")
+                     "torch (GPU)" if self.dali.device == "gpu" else "OpenCV")
 
     def _out_buffer(self, shape):
-        if self.dali_device == "gpu":
-            import torch
-
-            return torch.empty(shape, dtype=torch.uint8, device=torch.device("cuda", self.cuda_device_id))
-        return self.ring.acquire(shape)
+        gpu = self.dali.out_buffer(shape) if self.dali is not None else None
+        return gpu if gpu is not None else self.ring.acquire(shape)
 
     def _check_bad(self, final: bool = False) -> None:
         """Raise when more than ``max_bad_fraction`` of this epoch's samples needed a replacement."""
@@ -522,7 +470,7 @@ class DetectionLoader(Closing):
                     self._buffer_logged = True
                     st = self.images.stats()
                     LOG.info("DALI engine: decoded-tile buffer in %s memory: %.0f MiB (budget %.0f MiB), %d tiles; "
-                             "%.3f decodes per sample", "GPU" if self.dali_device == "gpu" else "host",
+                             "%.3f decodes per sample", "GPU" if self.dali.device == "gpu" else "host",
                              st["bytes"] / 2**20, st["budget"] / 2**20, st["items"],
                              self.images.misses / max(self.samples + len(plans), 1))
                 batch = assemble(plans, img, self.index.im_files)
@@ -547,9 +495,15 @@ class DetectionLoader(Closing):
         return {"samples": self.samples, "decodes": decodes, "decodes_per_sample": decodes / max(self.samples, 1),
                 "image_cache": self.images.stats(),
                 "ring_bytes": self.ring.nbytes(), "workers": self.workers, "backend": self.backend,
-                "dali_device": self.dali_device, "painter_builds": self.painter_builds,
+                "dali_device": self.dali_device, "painter_builds": self.dali.builds if self.dali else 0,
+                "dali_fallbacks": self.dali.fallbacks if self.dali else 0,
                 "tile_buffer": {"device": "cuda" if self.dali_device == "gpu" else "host",
                                 "bytes": self.images.bytes}}
+
+    @property
+    def dali_device(self) -> str | None:
+        """Where the DALI engine runs ("gpu" or "cpu"), None for the CPU engine."""
+        return self.dali.device if self.dali is not None else None
 
     def close(self) -> None:
         """Stop and join painter threads, release buffers and the image cache. Idempotent."""
@@ -566,9 +520,5 @@ class DetectionLoader(Closing):
         if self.arena is not None:
             self.arena.close()
         if self.dali is not None:
-            self._readers.shutdown(wait=True, cancel_futures=True)
             self.dali.close()
             self.dali = None
-        if self._painter is not None:
-            self._painter.close()
-            self._painter = None

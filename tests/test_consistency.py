@@ -118,7 +118,7 @@ def _run(flat_set, hyp: dict, epochs: int, backend: str = "cpu") -> dict:
             order = epoch_order(len(loader.index), 5, epoch)
             for pos in range(len(order)):
                 plan = planner.train_plan(epoch, pos, order)
-                if loader.dali is not None:  # tiles decoded by DALI, as the loader does per batch
+                if loader.dali is not None and loader.dali.decoder is not None:  # tiles decoded by DALI, per batch
                     loader._predecode([plan])
                 stats["plans"] += 1
                 stats["rotated"] += not plan.axis_aligned

@@ -24,7 +24,7 @@ def _batches(data, backend, **kw):
     with DetectionLoader(data, imgsz=S, batch_size=6, workers=2, seed=4, backend=backend, index_cache=False,
                          **kw) as dl:
         out = [{k: (v.clone() if torch.is_tensor(v) else v) for k, v in b.items()} for b in dl]
-        stats = {"decodes": dl.images.misses, "fallbacks": dl.dali_fallbacks if dl.dali else None,
+        stats = {"decodes": dl.images.misses, "fallbacks": dl.dali.fallbacks if dl.dali else None,
                  "device": dl.dali_device}
     return out, stats
 
@@ -185,21 +185,21 @@ def test_pipeline_rebuilt_on_close_mosaic_and_batch_size_change(demo_set):
     with DetectionLoader(demo_set, imgsz=S, batch_size=5, workers=1, backend="dali", index_cache=False) as dl:
         it = iter(dl)
         next(it)
-        first = dl._painter
-        assert dl.painter_builds == 1 and first.cfg.slots == 4 and first.cfg.max_batch == 5
+        first = dl.dali.painter
+        assert dl.dali.builds == 1 and first.cfg.slots == 4 and first.cfg.max_batch == 5
         for _ in it:  # the last, partial batch (24 = 4 * 5 + 4) runs on the same graph
             pass
-        assert dl.painter_builds == 1
+        assert dl.dali.builds == 1
         dl.close_mosaic()
         b = next(iter(dl))
-        assert dl.painter_builds == 2 and dl._painter.cfg.slots == 1 and first._pipe is None, "old graph released"
+        assert dl.dali.builds == 2 and dl.dali.painter.cfg.slots == 1 and first._pipe is None, "old graph released"
         assert b["img"].shape[0] == 5
         with pytest.raises(ValueError, match="multiple"):
             dl.set_batch_size(3)  # 5 samples into the epoch
         dl.set_epoch(dl.epoch + 1)
         dl.set_batch_size(3)
         b = next(iter(dl))
-        assert dl.painter_builds == 3 and dl._painter.cfg.max_batch == 3 and b["img"].shape[0] == 3
+        assert dl.dali.builds == 3 and dl.dali.painter.cfg.max_batch == 3 and b["img"].shape[0] == 3
         with pytest.raises(ValueError, match="multiple"):
             dl.set_batch_size(2)  # 3 samples into the epoch
         with pytest.raises(ValueError):
@@ -222,17 +222,18 @@ def test_dali_batch_with_a_corrupt_file_falls_back_and_reports_it(demo_set, copy
     Path(index.im_files[3]).write_bytes(b"\xff\xd8 not a jpeg")
     with DetectionLoader(index, imgsz=S, batch_size=6, workers=2, backend="dali", max_bad_fraction=0.5) as dl:
         files = [f for b in dl for f in b["im_file"]]
-        assert dl.dali_fallbacks >= 1 and set(dl.unreadable) == {3}
+        assert dl.dali.fallbacks >= 1 and set(dl.unreadable) == {3}
     assert len(files) == 24 and index.im_files[3] not in files
 
 
 def test_close_releases_the_pipelines(demo_set):
     dl = DetectionLoader(demo_set, imgsz=S, batch_size=4, workers=1, backend="dali")
     next(iter(dl))
-    painter = dl._painter
-    assert dl.dali is not None and painter is not None
+    engine = dl.dali
+    painter = engine.painter
+    assert engine.decoder is not None and painter is not None
     dl.close()
-    assert dl.dali is None and dl._painter is None and painter._pipe is None
+    assert dl.dali is None and engine.painter is None and engine.decoder is None and painter._pipe is None
     assert not [t for t in threading.enumerate() if t.name.startswith(("loader-read", "loader-paint"))]
     with pytest.raises(RuntimeError, match="closed"):
         next(iter(dl))
