@@ -160,10 +160,21 @@ def test_canvas_feeds_paste_grey_first_then_the_visible_crops():
     assert f["ids"][0].tolist() == [99, 10, 11]
     assert f["shapes"][0].tolist() == [[8, 8], [8, 8], [2, 2]]  # the second tile: its visible 2x2 corner
     assert f["out_anchors"][0].tolist() == [[0, 0], [0, 0], [6, 6]]
-    assert f["ids"][1].size == 0 and f["size"][2].tolist() == [1, 1]  # unused samples: 1x1, nothing pasted
+    assert f["ids"][1].tolist() == [99] and f["size"][2].tolist() == [1, 1]  # unused samples: 1x1 grey
     plan.perspective = True
     with pytest.raises(ValueError, match="perspective"):
         canvas_feeds([plan], 1, lambda j, k: k, grey=0)
+
+
+def test_a_plan_that_sees_nothing_of_its_canvas_is_grey():
+    from loader.backends.dali.painter import DaliPainter, PainterConfig
+
+    img = np.full((16, 16, 3), 7, np.uint8)
+    far = np.array([[1, 0, 5000], [0, 1, 5000], [0, 0, 1]], np.float64)
+    out = np.zeros((2, 16, 16, 3), np.uint8)
+    with DaliPainter(PainterConfig(1, False, 2, "cpu")) as painter:
+        painter.paint([_single_tile_plan(img, far), _single_tile_plan(img)], lambda i: img, out)
+    assert (out[0] == 114).all() and (out[1] == 7).all()
 
 
 def test_painter_refuses_batches_it_was_not_built_for():

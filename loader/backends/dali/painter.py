@@ -54,19 +54,18 @@ def _translate(x: float, y: float) -> np.ndarray:
 def canvas_feeds(canvases: list[Plan | None], n: int, tile_slot, grey: int) -> dict[str, list[np.ndarray]]:
     """multi_paste + warp_affine arguments for ``n`` samples; sample j paints ``canvases[j]`` (None or past the
     end: a 1x1 dummy). ``tile_slot(j, k)``: batch index of tile k of canvas j; ``grey``: index of the grey image."""
-    z2 = np.zeros((0, 2), np.int32)
     f: dict[str, list] = {k: [] for k in ("ids", "in_anchors", "shapes", "out_anchors", "canvas", "matrix", "size")}
     for j in range(n):
         plan = canvases[j] if j < len(canvases) else None
         if plan is not None and plan.perspective:
             raise ValueError("perspective plans are not affine: paint them with the OpenCV or torch painter")
         window = visible_window(plan) if plan is not None else None
-        if window is None:  # nothing visible: grey output (or a 1x1 dummy)
+        if window is None:  # nothing of the canvas visible: a 1x1 grey canvas, so all grey (or a 1x1 dummy)
             hw = plan.out_hw if plan is not None else (1, 1)
-            f["ids"].append(np.zeros(0, np.int32))
-            f["in_anchors"].append(z2)
-            f["shapes"].append(z2)
-            f["out_anchors"].append(z2)
+            f["ids"].append(np.array([grey], np.int32))
+            f["in_anchors"].append(np.zeros((1, 2), np.int32))
+            f["shapes"].append(np.ones((1, 2), np.int32))
+            f["out_anchors"].append(np.zeros((1, 2), np.int32))
             f["canvas"].append(np.array([1, 1], np.int32))
             f["matrix"].append(dali_matrix(np.eye(3)))
             f["size"].append(np.array(hw, np.float32))
