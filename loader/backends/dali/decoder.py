@@ -8,7 +8,7 @@ import numpy as np
 
 from ..._closing import Closing
 
-__all__ = ["DaliDecoder", "dali_available", "cuda_usable", "device_id_of"]
+__all__ = ["DaliDecoder", "dali_available", "cuda_usable", "device_id_of", "feed_to_torch"]
 
 LOG = logging.getLogger("loader.dali")
 
@@ -39,20 +39,28 @@ def device_id_of(device_id: int | None) -> int:
     return int(torch.cuda.current_device() if device_id is None else device_id)
 
 
-def _to_torch(res, n: int, device_id: int) -> list:
-    """Samples of a DALI GPU batch -> CUDA tensors of their own (device-to-device copies on torch's stream)."""
+def feed_to_torch(samples, dsts) -> None:
+    """DALI GPU samples into CUDA tensors of their shapes (device-to-device copies on torch's stream), then waited
+    for by this thread only: DALI's next run may reuse its output memory, and what was fed may be dropped."""
     import torch
     from nvidia.dali.plugin.pytorch import feed_ndarray
 
-    out = []
+    if not dsts:
+        return
+    stream = torch.cuda.current_stream(dsts[0].device)
+    for t, d in zip(samples, dsts):
+        feed_ndarray(t, d, cuda_stream=stream)
+    stream.synchronize()
+
+
+def _to_torch(res, n: int, device_id: int) -> list:
+    """Samples of a DALI GPU batch -> CUDA tensors of their own."""
+    import torch
+
     dev = torch.device("cuda", device_id)
-    stream = torch.cuda.current_stream(dev)
-    for k in range(n):
-        t = res[k]
-        dst = torch.empty(tuple(t.shape()), dtype=torch.uint8, device=dev)
-        feed_ndarray(t, dst, cuda_stream=stream)
-        out.append(dst)
-    stream.synchronize()  # the copies are done before DALI's next run reuses its output memory
+    samples = [res[k] for k in range(n)]
+    out = [torch.empty(tuple(t.shape()), dtype=torch.uint8, device=dev) for t in samples]
+    feed_to_torch(samples, out)
     return out
 
 

@@ -216,7 +216,8 @@ class DaliPainter(Closing):
                 self._pipe.feed_input(name, data)
             (res,) = self._pipe.run()
             self.runs += 1
-            partners = _copy_out(res, dst, B, self.cfg.mix, on_cuda, self.cfg.device == "gpu")
+            mixed = [j for j, p in enumerate(plans) if p.mix is not None] if self.cfg.mix else None
+            partners = _copy_out(res, dst, B, mixed, on_cuda, self.cfg.device == "gpu")
         del feeds
         if not torch.is_tensor(out):  # numpy: OpenCV's own kernels (the reference), image by image
             from ..cpu.painter import finish
@@ -239,24 +240,20 @@ class DaliPainter(Closing):
         del pipe
 
 
-def _copy_out(res, dst, B: int, mix: bool, on_cuda: bool, gpu: bool):
-    """The first B graph outputs into ``dst``; the mixup partners' canvases (next B) into a new tensor."""
+def _copy_out(res, dst, B: int, mixed: list[int] | None, on_cuda: bool, gpu: bool):
+    """The first B graph outputs into ``dst``; for ``mixed`` samples, their mixup partner's canvas (output B + j)
+    into a new tensor (None without mixup slots; the partners of unmixed samples are 1x1 dummies, not copied:
+    their blend weight is 0)."""
     import torch
 
-    partners = torch.empty_like(dst[:B]) if mix else None
+    partners = torch.empty_like(dst[:B]) if mixed is not None else None
+    pairs = [(j, dst[j]) for j in range(B)] + [(B + j, partners[j]) for j in mixed or ()]
     if on_cuda:
-        from nvidia.dali.plugin.pytorch import feed_ndarray
+        from .decoder import feed_to_torch
 
-        stream = torch.cuda.current_stream(dst.device)
-        for j in range(B):
-            feed_ndarray(res[j], dst[j], cuda_stream=stream)
-            if mix:
-                feed_ndarray(res[B + j], partners[j], cuda_stream=stream)
-        stream.synchronize()  # this thread only: the fed tiles may be dropped (and their memory reused)
+        feed_to_torch([res[k] for k, _ in pairs], [d for _, d in pairs])
         return partners
     cpu = res.as_cpu() if gpu else res
-    for j in range(B):
-        dst[j] = torch.from_numpy(np.asarray(cpu[j]))
-        if mix:
-            partners[j] = torch.from_numpy(np.asarray(cpu[B + j]))
+    for k, d in pairs:
+        d[...] = torch.from_numpy(np.asarray(cpu[k]))
     return partners
