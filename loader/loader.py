@@ -198,6 +198,7 @@ class DetectionLoader(Closing):
         self._closed = False
         self._generation = 0
         self.samples = 0
+        self._buffer_logged = self._perspective_logged = False  # one-time log lines (DALI engine)
 
     # ------------------------------------------------------------------ sizes
     def __len__(self) -> int:
@@ -385,10 +386,19 @@ class DetectionLoader(Closing):
         return plans
 
     def _log_perspective_once(self) -> None:
-        if not getattr(self, "_perspective_logged", False):
+        if not self._perspective_logged:
             self._perspective_logged = True
             LOG.info("perspective > 0: DALI has no perspective warp; these plans are painted by the %s painter",
                      "torch (GPU)" if self.dali.device == "gpu" else "OpenCV")
+
+    def _log_tile_buffer(self) -> None:
+        """Once, after the first epoch: where the DALI engine's decoded tiles live and what they take."""
+        self._buffer_logged = True
+        st = self.stats()
+        cache = st["image_cache"]
+        LOG.info("DALI engine: decoded-tile buffer in %s memory: %.0f MiB (budget %.0f MiB), %d tiles; "
+                 "%.3f decodes per sample", "GPU" if self.dali_device == "gpu" else "host", cache["bytes"] / 2**20,
+                 cache["budget"] / 2**20, cache["items"], st["decodes_per_sample"])
 
     def _out_buffer(self, shape):
         gpu = self.dali.out_buffer(shape) if self.dali is not None else None
@@ -466,17 +476,12 @@ class DetectionLoader(Closing):
                     raise
                 assert bk == b, (bk, b)
                 self._check_bad(final=b == nb - 1)
-                if b == nb - 1 and self.backend == "dali" and not getattr(self, "_buffer_logged", False):
-                    self._buffer_logged = True
-                    st = self.images.stats()
-                    LOG.info("DALI engine: decoded-tile buffer in %s memory: %.0f MiB (budget %.0f MiB), %d tiles; "
-                             "%.3f decodes per sample", "GPU" if self.dali.device == "gpu" else "host",
-                             st["bytes"] / 2**20, st["budget"] / 2**20, st["items"],
-                             self.images.misses / max(self.samples + len(plans), 1))
                 batch = assemble(plans, img, self.index.im_files)
                 del img
                 self.sampler.advance(len(plans))
                 self.samples += len(plans)
+                if b == nb - 1 and self.dali is not None and not self._buffer_logged:
+                    self._log_tile_buffer()
                 yield batch
                 if generation != self._generation:  # reset() or a newer iterator took over
                     return

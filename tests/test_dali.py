@@ -273,3 +273,26 @@ def test_dali_on_gpu_matches_the_cpu_engine(demo_set, hyp):
     assert st["decodes_per_sample"] <= 1.1
     print("tile buffer on the GPU:", st["tile_buffer"]["bytes"] / 2**20, "MiB")
     assert max(_mads(cpu, gpu)) <= 1.0
+
+
+def test_backend_choice_refuses_clearly_without_dali(demo_set):
+    """backend="dali" where nvidia-dali cannot be imported: a clear error naming the cause; "auto" falls back to
+    the CPU engine (with or without a GPU); unknown backends are refused."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['nvidia.dali'] = None\n"
+        "from loader import DetectionLoader\n"
+        f"dl = DetectionLoader({str(demo_set)!r}, imgsz=64, batch_size=2, backend='auto', index_cache=False)\n"
+        "assert dl.backend == 'cpu', dl.backend\n"
+        "dl.close()\n"
+        "try:\n"
+        f"    DetectionLoader({str(demo_set)!r}, imgsz=64, batch_size=2, backend='dali', index_cache=False)\n"
+        "except RuntimeError as e:\n"
+        "    print('ERR', e)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "ERR backend='dali' requested but nvidia-dali is not importable" in r.stdout
+    with pytest.raises(ValueError, match="backend must be"):
+        DetectionLoader(demo_set, imgsz=64, batch_size=2, backend="gpu", index_cache=False)

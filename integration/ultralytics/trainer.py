@@ -99,16 +99,14 @@ class FastDetectionTrainer(DetectionTrainer):
         gs = max(int(model.stride.max()), 32) if model is not None and hasattr(model, "stride") else 32
         index = build_index(dataset_path, "train" if mode == "train" else "val", names=self.data["names"])
         world = self.world_size if RANK != -1 else 1
+        common = dict(imgsz=self.args.imgsz, batch_size=batch_size, workers=workers, backend=opts["backend"],
+                      prefetch=opts["prefetch"])
         if mode == "train":
-            loader = DetectionLoader(index, imgsz=self.args.imgsz, batch_size=batch_size, workers=workers,
-                                     backend=opts["backend"], augment=True, hyp=vars(self.args),
-                                     seed=self.args.seed, rank=max(RANK, 0), world_size=world,
-                                     prefetch=opts["prefetch"], drop_last=bool(self.args.compile),
-                                     cache=_cache_mode(self.args.cache))
+            loader = DetectionLoader(index, augment=True, hyp=vars(self.args), seed=self.args.seed, rank=max(RANK, 0),
+                                     world_size=world, drop_last=bool(self.args.compile),
+                                     cache=_cache_mode(self.args.cache), **common)
         else:
-            loader = DetectionLoader(index, imgsz=self.args.imgsz, batch_size=batch_size, workers=workers,
-                                     backend=opts["backend"], augment=False, rect=True, stride=gs, pad=0.5,
-                                     prefetch=opts["prefetch"])
+            loader = DetectionLoader(index, augment=False, rect=True, stride=gs, pad=0.5, **common)
         return UltralyticsLoader(loader, self.data)
 
 

@@ -1,4 +1,5 @@
-"""Paint plans with torch ops on any device: the GPU composition step of the DALI engine.
+"""Paint plans with torch ops on any device: the DALI engine's colour step on a GPU (``colour``) and its painter
+for perspective plans there (``paint_torch``).
 
 Same plans, same semantics as ``backends/cpu/painter.py`` (tiles warped into the pixels they
 cover with a 114 border, mixup's truncating blend, Ultralytics' HSV LUTs, RGB out), written with
@@ -6,9 +7,9 @@ tensor ops so that tiles decoded on the GPU (DALI / nvJPEG) never come back to t
 CPU it runs too, which is how the tests pin it to the OpenCV painter.
 
 Colour conversion reproduces OpenCV's 8-bit BGR->HSV exactly (its fixed-point division
-tables) and HSV->RGB in float32 as OpenCV does (1e-4 of pixels one grey level off); warps are bilinear with pixel centres at
-integer coordinates, like ``cv2.warpAffine`` (which quantizes coordinates to 1/32 px: small
-differences at edges).
+tables) and HSV->RGB in float32 with OpenCV's truncation (0.3 % of pixels one grey level off on
+random colours); warps are bilinear with pixel centres at integer coordinates, like
+``cv2.warpAffine`` (which quantizes coordinates to 1/32 px: small differences at edges).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from ..plan import Plan
-from .cpu.painter import FILL, hsv_luts, tile_placements
+from .cpu.painter import FILL, _translate, hsv_luts, tile_placements, visible_window, window_pastes
 
 __all__ = ["paint_torch", "colour", "mix_blend", "bgr_to_hsv8", "hsv8_to_rgb"]
 
@@ -86,13 +87,12 @@ def _warp(src: torch.Tensor, A: np.ndarray, out_hw: tuple[int, int], perspective
     return out.permute(1, 2, 0) + FILL
 
 
-def _crop(load, t, device) -> torch.Tensor:
-    """The tile's crop as a tensor on ``device`` (``load`` may return numpy or a tensor, e.g. CUDA tiles)."""
-    x1b, y1b, x2b, y2b = t.crop
-    im = load(t.index)
-    if torch.is_tensor(im):
-        return im[y1b:y2b, x1b:x2b].to(device)
-    return torch.from_numpy(np.array(im[y1b:y2b, x1b:x2b])).to(device)  # a copy: cached tiles are read-only
+def _slice(load, index: int, rows: slice, cols: slice, device) -> torch.Tensor:
+    """Part of a loaded image as a tensor on ``device`` (``load`` may return numpy or a tensor, e.g. CUDA tiles)."""
+    im = load(index)[rows, cols]
+    if not torch.is_tensor(im):
+        im = torch.from_numpy(np.array(im))  # a copy: cached tiles are read-only
+    return im.to(device)
 
 
 def _geometry(plan: Plan, load, device) -> torch.Tensor:
@@ -102,16 +102,18 @@ def _geometry(plan: Plan, load, device) -> torch.Tensor:
     out = torch.full((H, W, 3), float(FILL), dtype=torch.float32, device=device)
     if plan.axis_aligned:
         for _, t, (Y0, Y1, X0, X1), A in tile_placements(plan):
-            out[Y0:Y1, X0:X1] = _warp(_crop(load, t, device), A, (Y1 - Y0, X1 - X0), False)
+            x1b, y1b, x2b, y2b = t.crop
+            crop = _slice(load, t.index, slice(y1b, y2b), slice(x1b, x2b), device)
+            out[Y0:Y1, X0:X1] = _warp(crop, A, (Y1 - Y0, X1 - X0), False)
         return out
-    ch, cw = plan.canvas_hw
-    canvas = torch.full((ch, cw, 3), FILL, dtype=torch.uint8, device=device)
-    for t in plan.tiles:
-        x1b, y1b, x2b, y2b = t.crop
-        ax, ay = t.at
-        if x2b > x1b and y2b > y1b:
-            canvas[ay:ay + y2b - y1b, ax:ax + x2b - x1b] = _crop(load, t, device)
-    return _warp(canvas, M, (H, W), plan.perspective)
+    window = visible_window(plan)  # the part of the canvas the output sees, as the OpenCV painter builds it
+    if window is None:
+        return out
+    cx0, cy0, cx1, cy1 = window
+    canvas = torch.full((cy1 - cy0, cx1 - cx0, 3), FILL, dtype=torch.uint8, device=device)
+    for k, (iy, ix), (h, w), (oy, ox) in window_pastes(plan, window):
+        canvas[oy:oy + h, ox:ox + w] = _slice(load, plan.tiles[k].index, slice(iy, iy + h), slice(ix, ix + w), device)
+    return _warp(canvas, M @ _translate(cx0, cy0), (H, W), plan.perspective)
 
 
 def mix_blend(a: torch.Tensor, b: torch.Tensor, r) -> torch.Tensor:

@@ -44,6 +44,7 @@ class DaliEngine(Closing):
         self.decoder = self._readers = None
         if decode:
             # file reads in parallel (I/O waits overlap): 1.6-2.2x over one thread on 2 cores, page-cached
+            # files (an ad-hoc run over 512 files of 265 kB)
             self._readers = ThreadPoolExecutor(self.threads, thread_name_prefix="loader-read")
             self.decoder = DaliDecoder(max_batch=4 * max_batch, threads=self.threads, device=self.device,
                                        hw_decoder_load=hw_decoder_load, to_torch=gpu, device_id=self.device_id)

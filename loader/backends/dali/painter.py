@@ -14,9 +14,11 @@ Ultralytics does it, batched:
   and the RGB order run on the graph's output where it lies: torch ops on the GPU, a few images
   at a time (``torch_painter.colour``), OpenCV in host memory (``cpu.painter.finish``). Written
   as DALI arithmetic they took ~100 graph nodes and 325 MiB per 896 px image (DALI keeps every
-  node's output for the whole batch); torch on the CPU took 145 ms per image, OpenCV 3.5.
+  node's output for the whole batch); torch on the CPU took 145 ms per image, OpenCV 3.5 (ad-hoc
+  runs on 2 cores, psutil RSS and wall time; no script in benchmarks/).
 
-Peak memory per 896 px output: the canvas (up to 2x2 outputs, uint8) and the output. Tiles are
+Peak memory per 896 px output: the canvas (up to 2x2 outputs, uint8) and the output (24 MiB per
+image measured ad hoc, RSS at batch 16 in CPU-only mode). Tiles are
 fed as whole decoded images (numpy, or CUDA tensors straight from the DALI decoder: no host
 round trip).
 """
@@ -30,7 +32,7 @@ import numpy as np
 
 from ..._closing import Closing
 from ...plan import Plan
-from ..cpu.painter import FILL, visible_window, window_pastes
+from ..cpu.painter import FILL, _translate, visible_window, window_pastes
 
 __all__ = ["DaliPainter", "PainterConfig", "dali_matrix", "canvas_feeds"]
 
@@ -45,10 +47,6 @@ def dali_matrix(A: np.ndarray) -> np.ndarray:
     """OpenCV pixel-centre affine (centres at integers) -> DALI's (centres at +0.5), forward map, 2x3 float32."""
     A3 = np.vstack([np.asarray(A, np.float64)[:2], [0, 0, 1]])
     return (_HALF @ A3 @ _UNHALF)[:2].astype(np.float32)
-
-
-def _translate(x: float, y: float) -> np.ndarray:
-    return np.array([[1, 0, x], [0, 1, y], [0, 0, 1]], np.float64)
 
 
 def canvas_feeds(canvases: list[Plan | None], n: int, tile_slot, grey: int) -> dict[str, list[np.ndarray]]:
@@ -141,7 +139,6 @@ class DaliPainter(Closing):
             self.device_id = device_id_of(device_id)
         self._pipe = _build(cfg, threads, self.device_id)
         self._grey_img = None
-        self.runs = 0
         LOG.info("DALI painter on %s: %d tile slots%s, batch <= %d (%d graph samples)", cfg.device, cfg.slots,
                  " + mixup" if cfg.mix else "", cfg.max_batch, cfg.graph_batch)
 
@@ -187,13 +184,8 @@ class DaliPainter(Closing):
         grey = n - 1
         hw = np.max([c.canvas_hw for c in canvases if c is not None], 0)
         tiles[grey] = self._grey((int(hw[0]), int(hw[1])))
-        dummy = None
-        for k, t in enumerate(tiles):
-            if t is None:
-                dummy = dummy if dummy is not None else self._grey((1, 1))
-                tiles[k] = dummy
-            else:
-                tiles[k] = self._to_device(t)
+        # slots no tile uses hold the grey image too (nothing is pasted from them)
+        tiles = [tiles[grey] if t is None else self._to_device(t) for t in tiles]
         f = canvas_feeds(canvases, n, lambda j, k: j * cfg.slots + k, grey)
         f["tiles"] = tiles
         return f
@@ -215,7 +207,6 @@ class DaliPainter(Closing):
             for name, data in feeds.items():
                 self._pipe.feed_input(name, data)
             (res,) = self._pipe.run()
-            self.runs += 1
             mixed = [j for j, p in enumerate(plans) if p.mix is not None] if self.cfg.mix else None
             partners = _copy_out(res, dst, B, mixed, on_cuda, self.cfg.device == "gpu")
         del feeds
