@@ -88,7 +88,8 @@ class DetectionLoader(Closing):
     core). ``cache``: False, ``"ram"`` (one shared arena per node) or ``"disk"`` (training-size images,
     memory-mapped). ``max_bad_fraction``: share of an epoch's samples that may need a replacement
     for an image unreadable at training time before ``BadDataError``. ``reduced_decode``: DCT-reduced
-    JPEG decoding (off: full decode, as Ultralytics). ``prefetch``: batches painted ahead.
+    JPEG decoding in training (off: full decode, as Ultralytics); validation always decodes in full and
+    letterboxes with Ultralytics' own resize, so its pixels (and mAP) are bitwise the stock validator's. ``prefetch``: batches painted ahead.
 
     ``backend="dali"``: DALI decodes JPEGs in batches and paints the plans in one graph (on the GPU,
     batches come back as CUDA tensors; without CUDA, DALI's CPU-only mode). ``dali_threads``: DALI's
@@ -140,7 +141,7 @@ class DetectionLoader(Closing):
         self._replaced: list[tuple[int, int]] = []  # (epoch position, unreadable index) this epoch
         self._lock = threading.Lock()
         self.prefetch = max(1, int(prefetch))
-        self.reduced_decode = bool(reduced_decode)
+        self.reduced_decode = bool(reduced_decode) and self.augment  # validation is exact: full decode
         n = len(self.index)
         self.planner = Planner(self.index, self.imgsz, self.hyp, augment, self.batch_size, seed, rank)
         if augment:

@@ -37,16 +37,22 @@ def _painter_threads():
     return [t for t in threading.enumerate() if t.name.startswith("loader-paint")]
 
 
-def _leftovers(shm_before: set) -> dict:
-    """Threads, child processes and /dev/shm entries a loader could leave behind."""
+def _leftovers(before: tuple[set, set]) -> dict:
+    """Threads, child processes and /dev/shm entries a loader left behind (new since ``_shm()``; a process an
+    earlier test started, e.g. multiprocessing's resource tracker, is not this loader's)."""
     import psutil
 
+    shm_before, children_before = before
     shm = set(os.listdir("/dev/shm")) - shm_before if os.path.isdir("/dev/shm") else set()
-    return {"threads": _painter_threads(), "children": psutil.Process().children(recursive=True), "shm": shm}
+    children = [p for p in psutil.Process().children(recursive=True) if p.pid not in children_before]
+    return {"threads": _painter_threads(), "children": children, "shm": shm}
 
 
-def _shm() -> set:
-    return set(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else set()
+def _shm() -> tuple[set, set]:
+    import psutil
+
+    shm = set(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else set()
+    return shm, {p.pid for p in psutil.Process().children(recursive=True)}
 
 
 def test_batch_contract(demo_set):

@@ -86,9 +86,10 @@ def test_validation_matches_the_stock_loader(trained, train_set):
     """Same weights through Ultralytics' validator, our val loader vs the stock one.
 
     Honest limit: a yolo11n trained from scratch for a few CPU epochs scores mAP 0 here (its
-    predictions do not yet depend on the image), so the mAP equality is weak evidence. What
-    feeds the metric is pinned down by ``test_parity_stock_loader.test_val_batches_match_stock``
-    (same order, ori_shape, ratio_pad, boxes; pixels within 0.6 grey levels).
+    predictions do not yet depend on the image), so the mAP equality is weak evidence here. The
+    metric equality on a model that has learned is ``test_validator_exact``; what feeds the metric
+    (bitwise the same images, order, ori_shape, ratio_pad, boxes) is pinned down there and by
+    ``test_parity_stock_loader.test_val_batches_match_stock``.
     """
     from ultralytics import YOLO
     from ultralytics.models.yolo.detect import DetectionValidator

@@ -105,8 +105,8 @@ class FastDetectionTrainer(DetectionTrainer):
             loader = DetectionLoader(index, augment=True, hyp=vars(self.args), seed=self.args.seed, rank=max(RANK, 0),
                                      world_size=world, drop_last=bool(self.args.compile),
                                      cache=_cache_mode(self.args.cache), **common)
-        else:
-            loader = DetectionLoader(index, augment=False, rect=True, stride=gs, pad=0.5, **common)
+        else:  # exact validation whatever trains: the CPU engine decodes and letterboxes as Ultralytics does
+            loader = DetectionLoader(index, augment=False, rect=True, stride=gs, pad=0.5, **dict(common, backend="cpu"))
         return UltralyticsLoader(loader, self.data)
 
 

@@ -2,6 +2,9 @@
 
 ``YOLO("best.pt").val(data="data.yaml", validator=FastDetectionValidator)``. During training
 the trainer's own val loader (ours, through ``FastDetectionTrainer``) is used instead.
+Both are exact: the CPU engine, full JPEG decode and Ultralytics' own letterbox resize, so every
+val image is bitwise the stock validator's and the metrics are the same numbers
+(``tests/test_validator_exact.py``).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ __all__ = ["FastDetectionValidator"]
 class FastDetectionValidator(DetectionValidator):
     def get_dataloader(self, dataset_path, batch_size: int):
         index = build_index(dataset_path, "val", names=self.data["names"])
-        loader = DetectionLoader(index, imgsz=self.args.imgsz, batch_size=batch_size, augment=False,
+        loader = DetectionLoader(index, imgsz=self.args.imgsz, batch_size=batch_size, augment=False, backend="cpu",
                                  rect=bool(self.args.rect), stride=int(self.stride), pad=0.5,
                                  workers=int(self.args.workers) if int(self.args.workers or 0) > 0 else "auto")
         return UltralyticsLoader(loader, self.data)

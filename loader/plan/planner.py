@@ -77,6 +77,8 @@ class Plan:
     mosaic: bool = False
     flips: tuple[bool, bool] = (False, False)  # (up-down, left-right)
     scale: float = 1.0  # the affine's drawn scale gain (box_candidates compares against it)
+    # val: Ultralytics' LetterBox as (new unpadded h, w, top, left): cv2.resize to that size, then pad with 114
+    letterbox: tuple[int, int, int, int] | None = None
 
     @property
     def axis_aligned(self) -> bool:
@@ -255,4 +257,4 @@ class Planner:
         return Plan(index=i, out_hw=tuple(int(v) for v in out_hw), canvas_hw=(h, w),
                     tiles=[Tile(i, (h, w), (0, 0, w, h), (0, 0))], M=M, cls=cls, boxes=xywh.astype(np.float32),
                     ori_shape=(h0, w0), resized_shape=tuple(int(v) for v in out_hw),
-                    ratio_pad=((h / h0 * r, w / w0 * r), (left, top)))
+                    ratio_pad=((h / h0 * r, w / w0 * r), (left, top)), letterbox=(int(nh), int(nw), int(top), int(left)))

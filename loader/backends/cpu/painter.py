@@ -219,6 +219,9 @@ def paint(plan: Plan, load, out: np.ndarray) -> None:
     """
     if out.shape != (*plan.out_hw, 3) or out.dtype != np.uint8:
         raise ValueError(f"output buffer {out.shape} {out.dtype} does not match plan {plan.out_hw}")
+    if plan.letterbox is not None:
+        _letterbox(plan, load(plan.tiles[0].index), out)
+        return
     if plan.mix is None and plan.axis_aligned:
         rects = _paint_axis_aligned(plan, [load(t.index) for t in plan.tiles], out, _final_fill(plan))
         for y0, y1, x0, x1 in rects:
@@ -230,6 +233,17 @@ def paint(plan: Plan, load, out: np.ndarray) -> None:
         other = np.empty_like(out)
         _paint_geometry(plan.mix, load, other)
     finish(plan, out, other)
+
+
+def _letterbox(plan: Plan, im: np.ndarray, out: np.ndarray) -> None:
+    """Validation: Ultralytics' ``LetterBox`` step for step (INTER_LINEAR resize when the size changes, 114 pad),
+    so validation pixels are bitwise the stock validator's; then the channel order."""
+    nh, nw, top, left = plan.letterbox
+    if im.shape[:2] != (nh, nw):
+        im = cv2.resize(im, (nw, nh), interpolation=cv2.INTER_LINEAR)
+    out[top:top + nh, left:left + nw] = im
+    _fill_uncovered(out, [(top, top + nh, left, left + nw)])
+    finish(plan, out)
 
 
 def finish(plan: Plan, out: np.ndarray, other: np.ndarray | None = None) -> None:
