@@ -17,7 +17,7 @@ import numpy as np
 
 from stages import stage_setup, time_per_item
 
-from loader.backends.cpu.images import decode_resized, read_bytes
+from loader.images import decode_resized, read_bytes
 from loader.plan import load_size
 
 

@@ -1,4 +1,4 @@
-"""Ours vs the stock Ultralytics loader: see ``integration/bench.py`` (also ``yolo-loader bench``)."""
+"""Ours vs the stock Ultralytics loader: see ``integration/bench/`` (also ``yolo-loader bench``)."""
 
 import sys
 

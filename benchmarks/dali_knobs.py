@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from integration.bench import run_child  # noqa: E402
+from integration.bench import RunSpec, run_child  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -33,15 +33,14 @@ def main(argv=None) -> int:
     print(f"{'dali_threads':>12s} | {'hw_load':>8s} | {'img/s':>8s} | {'cores busy':>10s} | {'PSS peak GiB':>12s} | device")
     for t in (int(x) for x in a.threads.split(",")):
         for load in loads:
-            spec = {"kind": "dali", "name": "dali", "data": a.data, "imgsz": a.imgsz, "batch": a.batch,
-                    "batches": a.batches, "warmup": a.warmup, "workers": 0, "dali_threads": t,
-                    "hw_decoder_load": load}
+            spec = RunSpec(kind="dali", name="dali", data=a.data, imgsz=a.imgsz, batch=a.batch, batches=a.batches,
+                           warmup=a.warmup, workers=0, dali_threads=t, hw_decoder_load=load)
             r = run_child(spec, timeout=1800)
             if "error" in r:
                 print(f"{t:>12d} | {str(load):>8s} | ERROR {r['error'].strip().splitlines()[-1]}")
                 continue
             print(f"{t:>12d} | {str(load):>8s} | {r['img_s']:8.1f} | {r['cores_busy']:10.2f} | "
-                  f"{r['pss_peak_gib']:12.2f} | {r.get('dali_device')}", flush=True)
+                  f"{r['pss_peak_gib']:12.2f} | {r.get('device')}", flush=True)
     return 0
 
 

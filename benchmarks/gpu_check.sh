@@ -53,7 +53,7 @@ HAVE_DALI=1
 "$PY" -c "import nvidia.dali" 2>/dev/null || HAVE_DALI=0
 
 echo "== GPU tests (the gpu-marked ones, and the DALI / torch painter / consistency suites, which use the GPU when present)"
-"$PY" -m pytest -q -p no:cacheprovider -rs tests/test_dali.py tests/test_torch_painter.py tests/test_consistency.py
+"$PY" -m pytest -q -p no:cacheprovider -rs tests/engine/test_dali_engine.py tests/unit/kernels tests/parity/test_consistency.py
 TESTS_RC=$?
 
 echo "== comparison"

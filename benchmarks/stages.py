@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from loader.backends.cpu.painter import apply_hsv
+from loader.kernels.opencv import apply_hsv
 from loader.dataset import build_index
 from loader.plan import load_size
 

@@ -24,14 +24,14 @@ def plans(loader):
 
 
 def test_decode_dct_reduced(benchmark, loader):
-    from loader.backends.cpu.images import decode_resized, read_bytes
+    from loader.images import decode_resized, read_bytes
 
     ix = loader.index
     blobs = [read_bytes(ix.im_files[i]) for i in range(8)]
 
     def run():
         for i, b in enumerate(blobs):
-            decode_resized(b, tuple(ix.shapes[i]), loader.planner.load_hw(i), True)
+            decode_resized(b, tuple(ix.shapes[i]), loader.images.load_hw(i), True)
 
     benchmark(run)
     benchmark.extra_info["per"] = "8 images"
@@ -44,17 +44,18 @@ def test_plan(benchmark, loader):
 
 
 def test_paint_geometry(benchmark, loader, plans):
-    from loader.backends.cpu import painter
+    from loader.kernels import opencv
 
     out = np.empty((IMGSZ, IMGSZ, 3), np.uint8)
+    load = loader.images.get
     for p in plans:  # decode once: this times the painting, not the decoder
-        painter.paint(p, loader._load, out)
-    benchmark(lambda: [painter._paint_geometry(p, loader._load, out) for p in plans[:8]])
+        opencv.paint(p, load, out)
+    benchmark(lambda: [opencv.paint_geometry(p, load, out) for p in plans[:8]])
     benchmark.extra_info["per"] = "8 samples, images cached"
 
 
 def test_hsv(benchmark):
-    from loader.backends.cpu.painter import apply_hsv
+    from loader.kernels.opencv import apply_hsv
 
     img = np.random.default_rng(0).integers(0, 255, (IMGSZ, IMGSZ, 3), np.uint8)
     r = np.array([0.01, 0.3, -0.2])

@@ -59,7 +59,7 @@ def _cmd_gate(a) -> int:
 def _cmd_tune(a) -> int:
     import psutil
 
-    from integration.bench import DEMO_DIR, run_child
+    from integration.bench import DEMO_DIR, RunSpec, run_child
     from loader import tuner
 
     data = a.data or (DEMO_DIR.resolve() / "data.yaml")
@@ -71,8 +71,8 @@ def _cmd_tune(a) -> int:
         sorted({1, cores, *range(2, min(2 * cores, 16) + 1, max(1, cores // 4))})
     rows = []
     for k, w in enumerate(sweep_workers, 1):
-        spec = {"kind": "ours", "name": f"cpu-w{w}", "workers": w, "data": str(data), "imgsz": a.imgsz,
-                "batch": a.batch, "batches": a.batches, "cache": a.cache}
+        spec = RunSpec(kind="ours", name=f"cpu-w{w}", workers=w, data=str(data), imgsz=a.imgsz, batch=a.batch,
+                       batches=a.batches, cache=a.cache)
         r = run_child(spec, 900)
         r["workers"] = w
         rows.append(r)
@@ -93,11 +93,10 @@ def _cmd_tune(a) -> int:
 
 
 def build_parser():
-    p = _engine_parser()
-    sub = next(x for x in p._actions if x.dest == "cmd")
-    # the engine's placeholder `bench` is replaced by the comparison against stock Ultralytics
-    sub.choices.pop("bench", None)
-    sub._choices_actions = [c for c in sub._choices_actions if c.dest != "bench"]
+    return _engine_parser(extend=_add_commands)
+
+
+def _add_commands(sub) -> None:
     from integration.bench import add_arguments
 
     b = sub.add_parser("bench", help="compare our loader with the stock Ultralytics loader (default: demo set)")
@@ -125,7 +124,6 @@ def build_parser():
     u.add_argument("--tolerance", type=float, default=0.05, help="take the smallest within this of the best")
     u.add_argument("--cache", default=None, choices=["ram", "disk"], help="tune for a cached regime")
     u.set_defaults(fn=_cmd_tune)
-    return p
 
 
 def main(argv=None) -> int:

@@ -45,7 +45,8 @@ def _cmd_index(a) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(extend=None) -> argparse.ArgumentParser:
+    """The ``yolo-loader`` parser with the engine's commands; ``extend(subparsers)`` adds more."""
     p = argparse.ArgumentParser(prog="yolo-loader", description=__doc__)
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -68,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--json", action="store_true")
     i.add_argument("--quiet", action="store_true", help="do not name skipped files one by one")
     i.set_defaults(fn=_cmd_index)
-
+    if extend is not None:
+        extend(sub)
     return p
 
 

@@ -47,7 +47,7 @@ def backend_report() -> dict:
         "opencv_jpeg": cv_jpeg,
         "cpu_avx2": avx2,
         "opencv_threads": cv2.getNumThreads(),
-        # What the CPU engine uses for each step; the painter (loader/backends/cpu) keeps this current.
+        # What the CPU engine uses for each step; the OpenCV kernel (loader/kernels/opencv.py) keeps this current.
         "jpeg_decoder": f"OpenCV {cv2.__version__} imdecode ({cv_jpeg}), DCT-reduced when the target is <= 1/2",
         "resize": f"OpenCV cv2.resize INTER_LINEAR ({'AVX2' if avx2 else 'baseline'} kernels)",
     }

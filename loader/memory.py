@@ -1,23 +1,45 @@
-"""Memory accounting: PSS of a process tree (RSS double counts shared pages; PSS splits them)."""
+"""Memory accounting: PSS of a process tree (RSS double counts shared pages; PSS splits them), and the tree's
+CPU time, both over the same walk of the tree."""
 
 from __future__ import annotations
 
-__all__ = ["tree_pss"]
+__all__ = ["tree_processes", "tree_pss", "tree_cpu_seconds"]
+
+
+def tree_processes(pid: int | None = None) -> list:
+    """psutil processes: ``pid`` (default: this one) and all its children."""
+    import psutil
+
+    me = psutil.Process(pid)
+    try:
+        return [me] + me.children(recursive=True)
+    except psutil.Error:
+        return [me]
 
 
 def tree_pss(pid: int | None = None) -> int:
     """Bytes of PSS summed over process ``pid`` (default: this one) and all its children."""
     import psutil
 
-    me = psutil.Process(pid)
-    try:
-        procs = [me] + me.children(recursive=True)
-    except psutil.Error:
-        procs = [me]
     total = 0
-    for p in procs:
+    for p in tree_processes(pid):
         try:
             total += p.memory_full_info().pss
         except psutil.Error:
             pass
     return total
+
+
+def tree_cpu_seconds(pid: int | None = None, seen: dict[int, float] | None = None) -> float:
+    """User + system CPU seconds of the tree. ``seen`` (pid -> last reading) keeps children that have exited
+    counted by their last reading."""
+    import psutil
+
+    seen = {} if seen is None else seen
+    for p in tree_processes(pid):
+        try:
+            t = p.cpu_times()
+            seen[p.pid] = t.user + t.system
+        except psutil.Error:
+            pass
+    return sum(seen.values())

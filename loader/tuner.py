@@ -14,6 +14,8 @@ import os
 import platform
 from pathlib import Path
 
+from .paths import cache_root
+
 __all__ = ["choose", "key_for", "save", "recommendation", "tuner_file", "parse_budget"]
 
 
@@ -48,7 +50,7 @@ def parse_budget(text: str, total_bytes: int) -> float:
 
 
 def tuner_file() -> Path:
-    return Path(os.environ.get("YOLO_LOADER_CACHE_DIR") or Path.home() / ".cache" / "yolo-loader") / "tuner.json"
+    return cache_root() / "tuner.json"
 
 
 def key_for(data: str, imgsz: int, batch: int, backend: str = "cpu") -> str:

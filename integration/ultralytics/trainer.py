@@ -22,6 +22,7 @@ from ultralytics.utils import RANK
 from ultralytics.utils.torch_utils import unwrap_model
 
 from loader import DetectionLoader, Hyp, UnsupportedHyp
+from loader.config import cache_mode
 from loader.dataset import build_index
 
 from .adapter import UltralyticsLoader
@@ -55,7 +56,9 @@ def loader_options(explicit: dict | None = None, inherited: bool = False) -> dic
 def check_trainer_args(args) -> None:
     """Refuse, naming the key, every train argument our loader would otherwise ignore."""
     refused = []
-    if args.cache not in (False, None, True, "False", "false", "True", "true", "ram", "disk"):
+    try:
+        cache_mode(args.cache)
+    except UnsupportedHyp:
         refused.append(f"cache={args.cache!r} (use False, True / 'ram' or 'disk')")
     if float(args.fraction) != 1.0:
         refused.append(f"fraction={args.fraction!r} (use fraction=1.0)")
@@ -68,13 +71,6 @@ def check_trainer_args(args) -> None:
     if refused:
         raise UnsupportedHyp("FastDetectionTrainer does not support: " + "; ".join(refused))
     Hyp.from_any(vars(args))  # augmentation hyperparameters: refused here, before any data is read
-
-
-def _cache_mode(value) -> str | bool:
-    """Ultralytics' ``cache`` argument -> ours: one shared RAM arena per node, or the disk cache."""
-    if value in (True, "True", "true", "ram"):
-        return "ram"
-    return "disk" if value == "disk" else False
 
 
 class FastDetectionTrainer(DetectionTrainer):
@@ -104,7 +100,7 @@ class FastDetectionTrainer(DetectionTrainer):
         if mode == "train":
             loader = DetectionLoader(index, augment=True, hyp=vars(self.args), seed=self.args.seed, rank=max(RANK, 0),
                                      world_size=world, drop_last=bool(self.args.compile),
-                                     cache=_cache_mode(self.args.cache), **common)
+                                     cache=self.args.cache, **common)
         else:  # exact validation whatever trains: the CPU engine decodes and letterboxes as Ultralytics does
             loader = DetectionLoader(index, augment=False, rect=True, stride=gs, pad=0.5, **dict(common, backend="cpu"))
         return UltralyticsLoader(loader, self.data)

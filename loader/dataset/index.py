@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..paths import cache_root
 from .probe import FORMATS, REASONS, probe_pair
 from .source import DatasetError, Source, img2label_path, resolve_source
 from .strings import StringTable
@@ -49,7 +50,7 @@ class Skipped:
 
 
 def default_cache_dir() -> Path:
-    return Path(os.environ.get("YOLO_LOADER_CACHE_DIR") or Path.home() / ".cache" / "yolo-loader") / "index"
+    return cache_root() / "index"
 
 
 class LabelsView(Sequence):

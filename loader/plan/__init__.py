@@ -1,10 +1,13 @@
-"""Plans: every random number of the augmentation chain and the resulting boxes, drawn once on the CPU."""
+"""Plans: every random number of the augmentation chain and the resulting boxes, drawn once on the CPU;
+the canvas geometry every painter shares (``layout``)."""
 
 from .geometry import (affine_matrix, box_candidates, clip_boxes, letterbox_params, mosaic_layout,
                        rect_batch_shapes, transform_boxes, xywh2xyxy, xyxy2xywh)
 from .hyp import Hyp, UnsupportedHyp
-from .planner import Plan, Planner, Tile, load_size
+from .layout import FILL, tile_placements, translate, visible_window, window_pastes
+from .plan import Plan, Tile
+from .planner import Planner, load_size
 
 __all__ = ["Hyp", "UnsupportedHyp", "Plan", "Planner", "Tile", "load_size", "affine_matrix", "box_candidates",
            "clip_boxes", "letterbox_params", "mosaic_layout", "rect_batch_shapes", "transform_boxes", "xywh2xyxy",
-           "xyxy2xywh"]
+           "xyxy2xywh", "FILL", "translate", "tile_placements", "visible_window", "window_pastes"]

@@ -2,7 +2,7 @@
 
 A plan is numbers only: which images, where each tile lands, the warp matrix, HSV
 gains, flips, mixup, and the final boxes (computed here with ``geometry``, never by a
-painter). Painters (``loader/backends``) execute plans on pixels, so the CPU and DALI
+painter). Painters (``loader/kernels``) execute plans on pixels, so the CPU and DALI
 engines can be run on identical plans and pixel/box consistency is this module's
 property.
 
@@ -22,13 +22,14 @@ process, so partners are nearly always already decoded.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import replace
 
 import numpy as np
 
 from .geometry import (affine_matrix, box_candidates, clip_boxes, flip_matrix, letterbox_params, mosaic_layout,
                        transform_boxes, xywh2xyxy, xyxy2xywh)
 from .hyp import Hyp
+from .plan import Plan, Tile
 
 __all__ = ["Tile", "Plan", "Planner", "load_size"]
 
@@ -41,53 +42,6 @@ def load_size(h0: int, w0: int, imgsz: int) -> tuple[int, int]:
     if r == 1:
         return int(h0), int(w0)
     return min(math.ceil(h0 * r), imgsz), min(math.ceil(w0 * r), imgsz)
-
-
-@dataclass
-class Tile:
-    """Part of a loaded image placed on the canvas: ``crop`` (x1, y1, x2, y2) of the image at load size
-    ``hw``, pasted with its top-left at ``at`` (x, y) of the canvas."""
-
-    index: int
-    hw: tuple[int, int]
-    crop: tuple[int, int, int, int]
-    at: tuple[int, int]
-
-
-@dataclass
-class Plan:
-    """One output image. ``M`` maps canvas pixels to output pixels (flips included)."""
-
-    index: int
-    out_hw: tuple[int, int]
-    canvas_hw: tuple[int, int]
-    tiles: list[Tile]
-    M: np.ndarray
-    perspective: bool = False
-    hsv: np.ndarray | None = None  # Ultralytics' r: hue offset, saturation and value gains minus 1
-    keep_bgr: bool = False
-    mix: Plan | None = None
-    mix_r: float = 0.0
-    mix_boxes: int = 0  # the last ``mix_boxes`` boxes belong to the mixup partner
-    cls: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
-    boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))  # normalized xywh
-    ori_shape: tuple[int, int] = (0, 0)
-    resized_shape: tuple[int, int] = (0, 0)
-    ratio_pad: tuple = ()
-    mosaic: bool = False
-    flips: tuple[bool, bool] = (False, False)  # (up-down, left-right)
-    scale: float = 1.0  # the affine's drawn scale gain (box_candidates compares against it)
-    # val: Ultralytics' LetterBox as (new unpadded h, w, top, left): cv2.resize to that size, then pad with 114
-    letterbox: tuple[int, int, int, int] | None = None
-
-    @property
-    def axis_aligned(self) -> bool:
-        return not self.perspective and self.M[0, 1] == 0 and self.M[1, 0] == 0
-
-    def indices(self) -> list[int]:
-        """Every dataset image this plan reads (tiles, then the mixup partner's)."""
-        out = [t.index for t in self.tiles]
-        return out + (self.mix.indices() if self.mix is not None else [])
 
 
 class Planner:
@@ -172,7 +126,7 @@ class Planner:
         perspective = bool(hyp.perspective)
         new = clip_boxes(transform_boxes(boxes, M, perspective), s, s)
         keep = box_candidates(box1=(boxes * np.float32(sc)).T, box2=new.T)
-        plan = Plan(index=primary, out_hw=(s, s), canvas_hw=canvas, tiles=tiles, M=M, perspective=perspective,
+        plan = Plan(index=primary, out_hw=(s, s), canvas_hw=canvas, tiles=tuple(tiles), M=M, perspective=perspective,
                     mosaic=use_mosaic, scale=sc)
         return plan, cls[keep], new[keep]
 
@@ -209,34 +163,36 @@ class Planner:
             if not len(buffer):
                 buffer = np.array([primary])
         plan, cls, boxes = self._pre(rng, primary, buffer)
+        mix, mix_r, mix_boxes = None, 0.0, 0
         if hyp.mixup > 0 and rng.random() <= hyp.mixup:
             partner = self._avoid(int(rng.integers(0, len(self.index))), exclude)
             mix, cls2, boxes2 = self._pre(rng, partner, buffer)
-            plan.mix, plan.mix_r, plan.mix_boxes = mix, float(rng.beta(32.0, 32.0)), len(cls2)
+            mix_r, mix_boxes = float(rng.beta(32.0, 32.0)), len(cls2)
             cls, boxes = np.concatenate([cls, cls2]), np.concatenate([boxes, boxes2])
+        hsv = None
         if hyp.hsv_h or hyp.hsv_s or hyp.hsv_v:
-            plan.hsv = rng.uniform(-1, 1, 3) * [hyp.hsv_h, hyp.hsv_s, hyp.hsv_v]
+            hsv = rng.uniform(-1, 1, 3) * [hyp.hsv_h, hyp.hsv_s, hyp.hsv_v]
         ud = bool(rng.random() < hyp.flipud)
         lr = bool(rng.random() < hyp.fliplr)
-        plan.keep_bgr = bool(rng.random() < hyp.bgr)
+        keep_bgr = bool(rng.random() < hyp.bgr)
         xywh = xyxy2xywh(boxes)
         if ud:
             xywh[:, 1] = s - xywh[:, 1]
         if lr:
             xywh[:, 0] = s - xywh[:, 0]
+        M = plan.M
         if ud or lr:
             F = flip_matrix(lr, ud, (s, s))
-            plan.M = (F @ plan.M.astype(np.float64))
-            if plan.mix is not None:
-                plan.mix.M = F @ plan.mix.M.astype(np.float64)
-        plan.flips = (ud, lr)
+            M = F @ M
+            if mix is not None:
+                mix = replace(mix, M=F @ mix.M)
         xywh[:, [0, 2]] /= s
         xywh[:, [1, 3]] /= s
-        plan.cls, plan.boxes = cls.astype(np.float32), xywh.astype(np.float32)
         h0, w0 = (int(v) for v in self.index.shapes[primary])
         h, w = self.load_hw(primary)
-        plan.ori_shape, plan.resized_shape, plan.ratio_pad = (h0, w0), (s, s), (h / h0, w / w0)
-        return plan
+        return replace(plan, M=M, hsv=hsv, keep_bgr=keep_bgr, mix=mix, mix_r=mix_r, mix_boxes=mix_boxes,
+                       flips=(ud, lr), cls=cls.astype(np.float32), boxes=xywh.astype(np.float32), ori_shape=(h0, w0),
+                       resized_shape=(s, s), ratio_pad=(h / h0, w / w0))
 
     # ------------------------------------------------------------------ val
     def val_plan(self, i: int, out_hw: tuple[int, int]) -> Plan:
@@ -255,6 +211,6 @@ class Planner:
         xywh[:, [1, 3]] /= out_hw[0]
         h0, w0 = (int(v) for v in self.index.shapes[i])
         return Plan(index=i, out_hw=tuple(int(v) for v in out_hw), canvas_hw=(h, w),
-                    tiles=[Tile(i, (h, w), (0, 0, w, h), (0, 0))], M=M, cls=cls, boxes=xywh.astype(np.float32),
+                    tiles=(Tile(i, (h, w), (0, 0, w, h), (0, 0)),), M=M, cls=cls, boxes=xywh.astype(np.float32),
                     ori_shape=(h0, w0), resized_shape=tuple(int(v) for v in out_hw),
                     ratio_pad=((h / h0 * r, w / w0 * r), (left, top)), letterbox=(int(nh), int(nw), int(top), int(left)))

@@ -1,0 +1,117 @@
+"""One contender, measured in its own process: build, warm up, drain the prefetched queue, time, report.
+
+The parent starts ``python -m integration.bench --child SPEC_JSON --result FILE``; the row is written to
+``FILE`` as JSON (a dedicated channel: nothing is parsed from stdout, which libraries may print to).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import threading
+import time
+from pathlib import Path
+
+from loader.memory import tree_cpu_seconds, tree_pss
+
+from .contenders import build, decode_only
+from .spec import RunSpec
+
+__all__ = ["TreeMeter", "measure", "child_main"]
+
+
+class TreeMeter:
+    """Samples the PSS of this process tree once a second (reading smaps costs CPU); CPU seconds between marks."""
+
+    def __init__(self, period: float = 1.0):
+        self.period = period
+        self.samples: list[tuple[float, int]] = []
+        self._seen: dict[int, float] = {}
+        self._stop = threading.Event()
+        self._th = threading.Thread(target=self._run, daemon=True, name="bench-meter")
+        self._th.start()
+
+    def cpu_seconds(self) -> float:
+        return tree_cpu_seconds(seen=self._seen)
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.samples.append((time.perf_counter(), tree_pss()))
+            self._stop.wait(self.period)
+
+    def close(self):
+        self._stop.set()
+        self._th.join()
+
+
+def measure(spec: RunSpec) -> dict:
+    """The row of one contender.
+
+    Warm-up runs until its mosaic buffers / image cache are full (stock: 255 images per worker; ours: the shared
+    buffer); the batches its workers prefetched are drained (stock queues up to 4 x workers batches: timing
+    them would measure the queue); then ``spec.batches`` batches are timed.
+    """
+    if spec.kind == "decode":
+        return decode_only(spec)
+    meter = TreeMeter()
+    t_build = time.perf_counter()
+    c = build(spec)
+    build_s = time.perf_counter() - t_build
+    warm = spec.warmup if spec.warmup is not None else (-(-c.buffered_images // spec.batch) + 2)
+    it = iter(c.loader)
+
+    def next_batch():
+        nonlocal it
+        try:
+            return next(it)
+        except StopIteration:  # epoch over: the next one starts (warm-up can span epochs)
+            it = iter(c.loader)
+            return next(it)
+
+    lat = []
+    for _ in range(warm):
+        t = time.perf_counter()
+        next_batch()
+        lat.append(time.perf_counter() - t)
+    # the interval between batches in the second half of the warm-up is the production rate; drain until a
+    # batch has to be waited for a good part of it
+    interval = statistics.mean(lat[len(lat) // 2:]) if lat else 0.0
+    drained = 0
+    while drained < 1000:
+        t = time.perf_counter()
+        next_batch()
+        drained += 1
+        if time.perf_counter() - t > 0.5 * interval:
+            break
+    t0, c0 = time.perf_counter(), meter.cpu_seconds()
+    n_img = 0
+    for _ in range(spec.batches):
+        batch = next_batch()
+        n_img += len(batch["im_file"])
+        if getattr(batch["img"], "is_cuda", False):  # batches on the GPU: count one when its pixels exist
+            import torch
+
+            torch.cuda.synchronize()
+        del batch
+        if spec.delay:
+            time.sleep(spec.delay)
+    t1, c1 = time.perf_counter(), meter.cpu_seconds()
+    meter.close()
+    timed = [p for t, p in meter.samples if t0 <= t <= t1] or [meter.samples[-1][1]]
+    peak = max(p for _, p in meter.samples)
+    row = {"name": spec.name, "kind": spec.kind, "workers_requested": spec.workers, "workers_effective": c.workers,
+           "img_s": n_img / (t1 - t0), "it_s": spec.batches / (t1 - t0), "cpu_s_per_img": (c1 - c0) / n_img,
+           "cores_busy": (c1 - c0) / (t1 - t0), "pss_peak_gib": peak / 2**30, "pss_peak_bytes": peak,
+           "pss_steady_gib": statistics.median(timed) / 2**30, "warmup_batches": warm, "drained_batches": drained,
+           "build_s": build_s, "images_timed": n_img, **c.extra()}
+    if spec.kind == "dali" and row.get("device") != "cuda":
+        row["name"] = f"{spec.name} (CPU-only mode)"
+    if c.close:
+        c.close()
+    return row
+
+
+def child_main(spec_json: str, result: str) -> int:
+    row = measure(RunSpec.from_json(spec_json))
+    Path(result).write_text(json.dumps(row))
+    return 0

@@ -1,0 +1,101 @@
+"""The contenders a bench child builds: Ultralytics' stock loader, ours (CPU or DALI engine), and plain
+decoding. The only place of the bench that touches Ultralytics' dataset internals."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+from .spec import RunSpec
+
+__all__ = ["Contender", "build", "decode_only"]
+
+
+@dataclass
+class Contender:
+    """A built loader: ``workers`` it really runs, ``buffered_images`` its mosaic buffers hold when full (the
+    warm-up target), ``close``, and ``extra()`` (figures for the row once the run is over)."""
+
+    loader: object
+    workers: int
+    buffered_images: int
+    close: object
+    extra: object
+
+
+def _stock(spec: RunSpec) -> Contender:
+    from ultralytics.cfg import get_cfg
+    from ultralytics.data import build_dataloader, build_yolo_dataset
+    from ultralytics.data.build import InfiniteDataLoader, seed_worker
+    from ultralytics.data.utils import check_det_dataset
+
+    cfg = get_cfg(overrides={"imgsz": spec.imgsz, "batch": spec.batch, "workers": spec.workers,
+                             "cache": spec.cache or False})
+    data = check_det_dataset(spec.data)
+    ds = build_yolo_dataset(cfg, data["train"], spec.batch, data, mode="train")
+    if spec.forced:
+        import torch
+
+        g = torch.Generator()
+        g.manual_seed(0)
+        dl = InfiniteDataLoader(ds, batch_size=spec.batch, shuffle=True, num_workers=spec.workers,
+                                prefetch_factor=4 if spec.workers else None, pin_memory=False,
+                                collate_fn=ds.collate_fn, worker_init_fn=seed_worker, generator=g)
+    else:
+        dl = build_dataloader(ds, spec.batch, spec.workers, shuffle=True, rank=-1, device="cpu")
+    buffer = ds.max_buffer_length - 1
+
+    def extra() -> dict:
+        if spec.cache == "ram":
+            return {"cache_bytes": int(sum(im.nbytes for im in ds.ims if im is not None))}
+        if spec.cache == "disk":
+            return {"cache_bytes": int(sum(f.stat().st_size for f in ds.npy_files if f.exists()))}
+        return {}
+
+    return Contender(dl, dl.num_workers, buffer * max(dl.num_workers, 1), getattr(dl, "close", None), extra)
+
+
+def _ours(spec: RunSpec) -> Contender:
+    from loader import DetectionLoader
+
+    kw = {k: getattr(spec, k) for k in ("dali_threads", "hw_decoder_load") if getattr(spec, k) is not None}
+    dl = DetectionLoader(spec.data, imgsz=spec.imgsz, batch_size=spec.batch, workers=spec.workers or "auto",
+                         cache=spec.cache, backend="dali" if spec.kind == "dali" else "cpu", **kw)
+
+    def extra() -> dict:
+        st = dl.stats()
+        out = {"engine": st["engine"], "device": st["device"], "decodes_per_sample": st["decodes_per_sample"],
+               "cache_bytes": dl.images.cache_bytes}
+        if spec.kind == "dali":
+            out.update(dali_fallbacks=st["dali_fallbacks"], tile_buffer_device=st["tile_buffer"]["device"])
+        return out
+
+    return Contender(dl, dl.num_workers, dl.planner.buffer_len + 2 * spec.batch, dl.close, extra)
+
+
+def build(spec: RunSpec) -> Contender:
+    return _stock(spec) if spec.kind == "stock" else _ours(spec)
+
+
+def decode_only(spec: RunSpec) -> dict:
+    """Images/s of plain JPEG decoding of the data set's files on every core (threads), full and DCT-reduced."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import cv2
+    import numpy as np
+
+    from loader.dataset import build_index
+
+    ix = build_index(spec.data, verbose=False)
+    files = [ix.im_files[i] for i in range(min(len(ix), 400))]
+    blobs = [np.fromfile(f, np.uint8) for f in files]
+    out = {}
+    n = os.cpu_count() or 1
+    for name, flag in (("full", cv2.IMREAD_COLOR), ("reduced_2", cv2.IMREAD_REDUCED_COLOR_2)):
+        with ThreadPoolExecutor(n) as ex:
+            list(ex.map(lambda b: cv2.imdecode(b, flag), blobs[:n * 2]))
+            t0 = time.perf_counter()
+            list(ex.map(lambda b: cv2.imdecode(b, flag), blobs))
+            out[name] = len(blobs) / (time.perf_counter() - t0)
+    return {"name": spec.name, "img_s": out["full"], "img_s_reduced": out["reduced_2"], "threads": n}

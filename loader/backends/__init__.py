@@ -1,1 +1,0 @@
-"""Painters: execute plans on pixels. ``cpu`` (OpenCV threads) and ``dali`` (GPU, or DALI CPU-only mode)."""

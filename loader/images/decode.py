@@ -1,0 +1,63 @@
+"""Decode an image at the size Ultralytics trains on (OpenCV).
+
+``load_size`` is Ultralytics' ``load_image`` rule (long side to imgsz, ``ceil``, capped).
+``decode_resized`` reaches that size either exactly as Ultralytics does (full decode, INTER_LINEAR
+resize) or, with ``reduce``, through a JPEG decoded DCT-reduced (1/2, 1/4, 1/8) when the reduced
+image is still at least as large as the target, then resized with INTER_LINEAR.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from ..plan import load_size
+
+__all__ = ["DecodeError", "load_size", "reduction_for", "decode_resized", "read_bytes"]
+
+_REDUCED = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
+            8: cv2.IMREAD_REDUCED_COLOR_8}
+
+
+class DecodeError(OSError):
+    """An indexed image could not be read or decoded at training time."""
+
+
+def reduction_for(h0: int, w0: int, h: int, w: int) -> int:
+    """Largest DCT reduction factor whose output is still at least (h, w)."""
+    for f in (8, 4, 2):
+        if -(-h0 // f) >= h and -(-w0 // f) >= w:
+            return f
+    return 1
+
+
+def decode_resized(data: np.ndarray | bytes, hw0: tuple[int, int], hw: tuple[int, int], jpeg: bool,
+                   reduce: bool = True, path: str = "<bytes>") -> np.ndarray:
+    """BGR uint8 (h, w, 3) image from encoded bytes; ``hw0`` is the upright size from the index."""
+    buf = np.frombuffer(data, np.uint8) if isinstance(data, (bytes, bytearray, memoryview)) else data
+    if buf.size == 0:
+        raise DecodeError(f"{path}: file is empty")
+    f = reduction_for(*hw0, *hw) if (jpeg and reduce) else 1
+    im = cv2.imdecode(buf, _REDUCED[f])
+    if im is None:
+        raise DecodeError(f"{path}: image does not decode")
+    if im.ndim == 2:
+        im = cv2.cvtColor(im, cv2.COLOR_GRAY2BGR)
+    elif im.shape[2] == 4:
+        im = cv2.cvtColor(im, cv2.COLOR_BGRA2BGR)
+    if im.dtype != np.uint8:
+        im = (im >> 8).astype(np.uint8)
+    eh, ew = -(-hw0[0] // f), -(-hw0[1] // f)
+    if abs(im.shape[0] - eh) > 1 or abs(im.shape[1] - ew) > 1:
+        raise DecodeError(f"{path}: decoded size {im.shape[:2]} differs from the indexed size {hw0} "
+                          f"(file changed since indexing?)")
+    if im.shape[:2] != tuple(hw):
+        im = cv2.resize(im, (hw[1], hw[0]), interpolation=cv2.INTER_LINEAR)
+    return im
+
+
+def read_bytes(path: str) -> np.ndarray:
+    try:
+        return np.fromfile(path, np.uint8)
+    except OSError as e:
+        raise DecodeError(f"{path}: cannot read ({e})") from None

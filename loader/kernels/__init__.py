@@ -1,0 +1,11 @@
+"""Kernels: plans executed on pixels, side by side and independent of each other.
+
+* ``opencv``: one plan at a time into a host buffer (the CPU engine; the reference);
+* ``torch_paint``: the same plans with tensor ops on any device (the DALI engine's colour step and its
+  perspective plans on a GPU);
+* ``dali_decode`` / ``dali_paint``: batched JPEG decode + resize, and one DALI graph that paints a batch
+  of affine plans (GPU, or DALI's CPU-only mode).
+
+The canvas geometry they share is ``loader.plan.layout``. Nothing here draws a random number or
+computes a box. Modules are imported by the engine that uses them (torch and DALI only when needed).
+"""

@@ -1,0 +1,151 @@
+"""Paint plans with torch ops on any device: the DALI engine's colour step on a GPU (``colour``) and its painter
+for perspective plans there (``paint_torch``).
+
+Same plans, same semantics as ``kernels/opencv.py`` (tiles warped into the pixels they
+cover with a 114 border, mixup's truncating blend, Ultralytics' HSV LUTs, RGB out), written with
+tensor ops so that tiles decoded on the GPU (DALI / nvJPEG) never come back to the host. On a
+CPU it runs too, which is how the tests pin it to the OpenCV painter.
+
+Colour conversion reproduces OpenCV's 8-bit BGR->HSV exactly (its fixed-point division
+tables) and HSV->RGB in float32 with OpenCV's truncation (0.3 % of pixels one grey level off on
+random colours); warps are bilinear with pixel centres at integer coordinates, like
+``cv2.warpAffine`` (which quantizes coordinates to 1/32 px: small differences at edges).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..plan import FILL, Plan, tile_placements, translate, visible_window, window_pastes
+from .opencv import hsv_luts
+
+__all__ = ["paint_torch", "colour", "mix_blend", "bgr_to_hsv8", "hsv8_to_rgb"]
+
+_SHIFT = 12
+
+
+def _tables(device):
+    i = torch.arange(256, dtype=torch.float64)
+    sdiv = torch.where(i > 0, torch.round((255 << _SHIFT) / i.clamp(min=1)), torch.zeros_like(i))
+    hdiv = torch.where(i > 0, torch.round((180 << _SHIFT) / (6 * i.clamp(min=1))), torch.zeros_like(i))
+    return sdiv.to(torch.int64).to(device), hdiv.to(torch.int64).to(device)
+
+
+def bgr_to_hsv8(img: torch.Tensor) -> torch.Tensor:
+    """(..., 3) uint8 BGR -> uint8 HSV (H in 0..179), bit-exact with ``cv2.COLOR_BGR2HSV``."""
+    sdiv, hdiv = _tables(img.device)
+    b, g, r = (img[..., k].to(torch.int64) for k in range(3))
+    v = torch.maximum(torch.maximum(b, g), r)
+    vmin = torch.minimum(torch.minimum(b, g), r)
+    diff = v - vmin
+    vr, vg = v == r, (v == g) & (v != r)
+    s = (diff * sdiv[v] + (1 << (_SHIFT - 1))) >> _SHIFT
+    h = torch.where(vr, g - b, torch.where(vg, b - r + 2 * diff, r - g + 4 * diff))
+    h = (h * hdiv[diff] + (1 << (_SHIFT - 1))) >> _SHIFT
+    h = torch.where(h < 0, h + 180, h)
+    return torch.stack([h, s, v], -1).to(torch.uint8)
+
+
+def hsv8_to_rgb(hsv: torch.Tensor) -> torch.Tensor:
+    """uint8 HSV (H 0..179) -> uint8 RGB, float32 math and truncation as OpenCV's ``COLOR_HSV2RGB`` on rows
+    wide enough for its vector path (its scalar path rounds instead)."""
+    h = hsv[..., 0].to(torch.float32) * torch.tensor(6.0 / 180, dtype=torch.float32)
+    s = hsv[..., 1].to(torch.float32) * torch.tensor(1.0 / 255, dtype=torch.float32)
+    v = hsv[..., 2].to(torch.float32) * torch.tensor(1.0 / 255, dtype=torch.float32)
+    h = torch.where(h < 0, h + 6, h)
+    h = torch.where(h >= 6, h - 6, h)
+    sector = torch.floor(h)
+    h = h - sector
+    sector = sector.to(torch.int64) % 6
+    tab0, tab1, tab2, tab3 = v, v * (1 - s), v * (1 - s * h), v * (1 - s * (1 - h))
+    # OpenCV's sector table: (b, g, r) indices into (v, p, q, t)
+    order = torch.tensor([[1, 3, 0], [1, 0, 2], [3, 0, 1], [0, 2, 1], [0, 1, 3], [2, 1, 0]], device=hsv.device)
+    tabs = torch.stack([tab0, tab1, tab2, tab3], -1)
+    idx = order[sector]
+    bgr = torch.gather(tabs, -1, idx)
+    gray = s == 0
+    bgr = torch.where(gray[..., None], v[..., None].expand_as(bgr), bgr)
+    rgb = bgr.flip(-1) * 255
+    return torch.floor(rgb).clamp(0, 255).to(torch.uint8)  # OpenCV's vector path truncates
+
+
+def _warp(src: torch.Tensor, A: np.ndarray, out_hw: tuple[int, int], perspective: bool) -> torch.Tensor:
+    """Bilinear warp of ``src`` (h, w, 3) by ``A`` (src px -> dst px) to ``out_hw``, 114 outside; float32."""
+    H, W = out_hw
+    h, w = src.shape[:2]
+    dev = src.device
+    Ainv = torch.tensor(np.linalg.inv(A), dtype=torch.float64, device=dev)
+    ys, xs = torch.meshgrid(torch.arange(H, dtype=torch.float64, device=dev),
+                            torch.arange(W, dtype=torch.float64, device=dev), indexing="ij")
+    pts = torch.stack([xs, ys, torch.ones_like(xs)], -1) @ Ainv.T
+    sx, sy = (pts[..., 0] / pts[..., 2], pts[..., 1] / pts[..., 2]) if perspective else (pts[..., 0], pts[..., 1])
+    grid = torch.stack([sx * 2 / max(w - 1, 1) - 1, sy * 2 / max(h - 1, 1) - 1], -1).to(torch.float32)
+    inp = (src.to(torch.float32) - FILL).permute(2, 0, 1)[None]
+    out = F.grid_sample(inp, grid[None], mode="bilinear", padding_mode="zeros", align_corners=True)[0]
+    return out.permute(1, 2, 0) + FILL
+
+
+def _slice(load, index: int, rows: slice, cols: slice, device) -> torch.Tensor:
+    """Part of a loaded image as a tensor on ``device`` (``load`` may return numpy or a tensor, e.g. CUDA tiles)."""
+    im = load(index)[rows, cols]
+    if not torch.is_tensor(im):
+        im = torch.from_numpy(np.array(im))  # a copy: cached tiles are read-only
+    return im.to(device)
+
+
+def _geometry(plan: Plan, load, device) -> torch.Tensor:
+    """The plan's tiles composed into an (H, W, 3) float32 BGR image, before colour."""
+    H, W = plan.out_hw
+    M = plan.M
+    out = torch.full((H, W, 3), float(FILL), dtype=torch.float32, device=device)
+    if plan.axis_aligned:
+        for _, t, (Y0, Y1, X0, X1), A in tile_placements(plan):
+            x1b, y1b, x2b, y2b = t.crop
+            crop = _slice(load, t.index, slice(y1b, y2b), slice(x1b, x2b), device)
+            out[Y0:Y1, X0:X1] = _warp(crop, A, (Y1 - Y0, X1 - X0), False)
+        return out
+    window = visible_window(plan)  # the part of the canvas the output sees, as the OpenCV painter builds it
+    if window is None:
+        return out
+    cx0, cy0, cx1, cy1 = window
+    canvas = torch.full((cy1 - cy0, cx1 - cx0, 3), FILL, dtype=torch.uint8, device=device)
+    for k, (iy, ix), (h, w), (oy, ox) in window_pastes(plan, window):
+        canvas[oy:oy + h, ox:ox + w] = _slice(load, plan.tiles[k].index, slice(iy, iy + h), slice(ix, ix + w), device)
+    return _warp(canvas, M @ translate(cx0, cy0), (H, W), plan.perspective)
+
+
+def mix_blend(a: torch.Tensor, b: torch.Tensor, r) -> torch.Tensor:
+    """Ultralytics' mixup on uint8 images: ``(a * r + b * (1 - r)).astype(uint8)`` (``r`` broadcasts)."""
+    return torch.floor(a.to(torch.float32) * r + b.to(torch.float32) * (1 - r)).clamp(0, 255).to(torch.uint8)
+
+
+def colour(bgr: torch.Tensor, plans: list[Plan]) -> torch.Tensor:
+    """(n, H, W, 3) uint8 BGR -> each plan's HSV jitter (Ultralytics' LUTs, OpenCV's conversions) and channel
+    order (RGB unless the plan keeps BGR)."""
+    out = bgr.flip(-1)
+    jitter = [j for j, p in enumerate(plans) if p.hsv is not None]
+    if jitter:
+        dev = bgr.device
+        sel = torch.as_tensor(jitter, device=dev)
+        luts = torch.as_tensor(np.stack([np.stack(hsv_luts(plans[j].hsv), -1) for j in jitter]),
+                               device=dev).to(torch.int64)  # (m, 256, 3)
+        hsv = bgr_to_hsv8(bgr[sel]).to(torch.int64)
+        m, H, W, _ = hsv.shape
+        hsv = torch.gather(luts, 1, hsv.reshape(m, H * W, 3)).reshape(m, H, W, 3).to(torch.uint8)
+        out[sel] = hsv8_to_rgb(hsv)
+    keep = [j for j, p in enumerate(plans) if p.keep_bgr]
+    if keep:
+        k = torch.as_tensor(keep, device=bgr.device)
+        out[k] = out[k].flip(-1)
+    return out
+
+
+def paint_torch(plan: Plan, load, device="cpu") -> torch.Tensor:
+    """(H, W, 3) uint8 RGB tensor on ``device`` (BGR when the plan keeps BGR)."""
+    img = torch.floor(_geometry(plan, load, device) + 0.5).clamp(0, 255).to(torch.uint8)
+    if plan.mix is not None:
+        other = torch.floor(_geometry(plan.mix, load, device) + 0.5).clamp(0, 255).to(torch.uint8)
+        img = mix_blend(img, other, plan.mix_r)
+    return colour(img[None], [plan])[0]

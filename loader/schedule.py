@@ -1,0 +1,71 @@
+"""What each batch of an epoch is: training (square mosaics, unreadable images replaced) or validation
+(Ultralytics' rect shapes, every image needed). The epoch runtime asks; it never branches on which."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .plan import rect_batch_shapes
+from .recovery import BadDataError
+
+__all__ = ["TrainSchedule", "ValSchedule"]
+
+
+class TrainSchedule:
+    """Batches of ``imgsz`` squares; sample ``position`` of ``order`` planned by the planner."""
+
+    augment = True
+
+    def __init__(self, planner, imgsz: int):
+        self.planner, self.imgsz = planner, int(imgsz)
+
+    def set_batch_size(self, batch_size: int) -> None:
+        pass  # training plans do not depend on the batch size (the mosaic buffer keeps its length)
+
+    def shape(self, b: int) -> tuple[int, int]:
+        return self.imgsz, self.imgsz
+
+    @property
+    def max_hw(self) -> int:
+        return self.imgsz
+
+    def plan(self, position: int, epoch: int, order: np.ndarray):
+        return self.planner.train_plan(epoch, position, order)
+
+    def replan(self, position: int, epoch: int, order: np.ndarray, exclude: frozenset, error):
+        return self.planner.train_plan(epoch, position, order, exclude)
+
+
+class ValSchedule:
+    """Every image once, in Ultralytics' order; with ``rect``, sorted by aspect ratio and shaped per batch."""
+
+    augment = False
+
+    def __init__(self, planner, index, imgsz: int, batch_size: int, rect: bool, stride: int, pad: float):
+        self.planner, self.index, self.imgsz, self.rect = planner, index, int(imgsz), bool(rect)
+        self.stride, self.pad = stride, pad
+        self.set_batch_size(batch_size)
+
+    def set_batch_size(self, batch_size: int) -> None:
+        n = len(self.index)
+        self.batch_size = int(batch_size)
+        if self.rect:
+            self.order, _, self.shapes = rect_batch_shapes(self.index.shapes, self.batch_size, self.imgsz,
+                                                           self.stride, self.pad)
+        else:
+            self.order = np.arange(n)
+            self.shapes = np.full((-(-n // self.batch_size), 2), self.imgsz, int)
+
+    def shape(self, b: int) -> tuple[int, int]:
+        return tuple(int(v) for v in self.shapes[b])
+
+    @property
+    def max_hw(self) -> int:
+        return int(self.shapes.max())
+
+    def plan(self, position: int, epoch: int, order: np.ndarray):
+        return self.planner.val_plan(int(self.order[position]), self.shape(position // self.batch_size))
+
+    def replan(self, position: int, epoch: int, order: np.ndarray, exclude: frozenset, error):
+        raise BadDataError(f"validation image unreadable: {self.index.im_files[error.index]} ({error.reason}); "
+                           "validation needs every image, fix or remove the file") from None

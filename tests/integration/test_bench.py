@@ -1,0 +1,122 @@
+"""The comparison bench, the ratio gate and the tuner."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from integration.gates import check, describe
+from loader import DetectionLoader, tuner
+
+ROOT = Path(__file__).resolve().parents[2]
+GiB = 2**30
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    """One `yolo-loader bench --quick` with cpu-w2 deliberately slowed (1 s per timed batch)."""
+    cwd = tmp_path_factory.mktemp("bench")
+    exe = Path(sys.executable).with_name("yolo-loader")
+    env = dict(os.environ, YOLO_LOADER_BENCH_DELAY=json.dumps({"cpu-w2": 1.0}))
+    r = subprocess.run([str(exe), "bench", "--quick", "--json", str(cwd / "out.json")], cwd=cwd, env=env,
+                       capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:] + r.stdout[-2000:]
+    return cwd, r.stdout
+
+
+def test_quick_bench_writes_json_png_and_a_table(quick_run):
+    cwd, out = quick_run
+    rows = json.loads((cwd / "out.json").read_text())
+    names = {r["name"] for r in rows}
+    assert {"decode-only", "stock-w2", "cpu-w2", "cpu-auto"} <= names
+    assert "dali (CPU-only mode)" in names or "dali" in names
+    for r in rows:
+        if r["name"] in ("stock-w2", "cpu-w2", "cpu-auto"):
+            assert "error" not in r, r
+            for key in ("name", "it_s", "img_s", "speedup", "pss_peak_gib", "cpu_s_per_img", "workers_effective"):
+                assert key in r, (r["name"], key)
+            assert r["img_s"] > 0 and r["pss_peak_gib"] > 0.05
+    dali = next(r for r in rows if r["name"].startswith("dali"))
+    assert "error" not in dali and dali["device"] in ("cpu", "cuda") and dali["img_s"] > 0
+    assert dali["dali_fallbacks"] == 0 and dali["tile_buffer_device"] == dali["device"]
+    assert (cwd / "out.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "x reference" in out and "[####################]" in out
+    assert (cwd / ".demo" / "quick" / "data.yaml").exists()
+
+
+def test_ratio_gate_fails_a_slowed_contender_and_passes_otherwise(quick_run):
+    cwd, _ = quick_run
+    rows = json.loads((cwd / "out.json").read_text())
+    rules = [{"ours": "cpu-w2", "stock": "stock-w2", "min": 0.5}, {"ours": "cpu-auto", "stock": "stock-w2", "min": 0.5}]
+    slowed, normal = check(rows, rules)
+    assert not slowed["ok"] and slowed["ratio"] < 0.5
+    assert normal["ok"]
+    cfg = cwd / "gates.json"
+    cfg.write_text(json.dumps({"ratios": rules}))
+    exe = Path(sys.executable).with_name("yolo-loader")
+    r = subprocess.run([str(exe), "gate", "--json", str(cwd / "out.json"), "--config", str(cfg)],
+                       capture_output=True, text=True)
+    assert r.returncode == 1 and "FAIL  cpu-w2 / stock-w2" in r.stdout and "PASS  cpu-auto / stock-w2" in r.stdout
+
+
+def test_gate_logic_on_synthetic_rows():
+    rows = [{"name": "stock-w8", "img_s": 100.0}, {"name": "cpu-auto", "img_s": 125.0},
+            {"name": "dali", "error": "boom"}]
+    ok, bad, missing = check(rows, [{"ours": "cpu-auto", "stock": "stock-w8", "min": 1.2},
+                                    {"ours": "cpu-auto", "stock": "stock-w8", "min": 1.3},
+                                    {"ours": "dali", "stock": "stock-w8", "min": 1.0}])
+    assert ok["ok"] and ok["ratio"] == pytest.approx(1.25)
+    assert not bad["ok"] and not missing["ok"] and missing["ratio"] is None
+    rows[1]["cores_busy"] = 3.5
+    within, over, absent = check(rows, [{"row": "cpu-auto", "metric": "cores_busy", "max": 4},
+                                        {"row": "cpu-auto", "metric": "cores_busy", "max": 3},
+                                        {"row": "dali", "metric": "cores_busy", "max": 4}])
+    assert within["ok"] and not over["ok"] and not absent["ok"]
+    assert describe(over) == "FAIL  cpu-auto cores_busy = 3.500 (max 3)"
+
+
+def test_gate_files_are_checked(tmp_path):
+    from integration.gates import DEFAULT_RULES, load_rules
+
+    assert load_rules(DEFAULT_RULES) and load_rules(DEFAULT_RULES.with_name("gates_gpu.json"))
+    bad = tmp_path / "g.json"
+    bad.write_text(json.dumps({"limits": [{"row": "dali", "metric": "cores_busy"}]}))
+    with pytest.raises(ValueError, match="min or max"):
+        load_rules(bad)
+
+
+def _cost_model(workers: int) -> dict:
+    """Throughput saturates at 4 workers and then degrades; every worker costs 0.25 GiB."""
+    img_s = 100 * min(workers, 4) * (1 - 0.02 * max(0, workers - 4))
+    return {"workers": workers, "img_s": img_s, "pss_peak_bytes": (0.5 + 0.25 * workers) * GiB}
+
+
+def test_tuner_picks_smallest_near_best_within_budget():
+    rows = [_cost_model(w) for w in range(1, 9)] + [{"workers": 9, "error": "crashed"}]
+    assert tuner.choose(rows)["workers"] == 4  # best; 3 workers is 25 % slower
+    rows[4]["img_s"] = 395  # 5 workers nearly as good as 4: still take 4 (the smaller)
+    assert tuner.choose(rows)["workers"] == 4
+    rows[3]["img_s"] = 370  # 4 workers now more than 5 % below 5 workers' 395 (370 < 375.25): 5 wins
+    assert tuner.choose(rows)["workers"] == 5
+    assert tuner.choose(rows, ram_budget_bytes=1.3 * GiB)["workers"] == 3  # 4+ do not fit
+    with pytest.raises(ValueError, match="smallest needs 0.75 GiB"):
+        tuner.choose(rows, ram_budget_bytes=0.5 * GiB)
+    assert tuner.parse_budget("50%", 10 * GiB) == 5 * GiB and tuner.parse_budget("2GiB", 0) == 2 * GiB
+
+
+def test_tuner_recommendation_feeds_workers_auto(demo_set):
+    key = tuner.key_for(str(demo_set), 128, 4)
+    assert tuner.recommendation(key) is None
+    tuner.save(key, {"workers": 3, "img_s": 10.0}, [])
+    assert tuner.recommendation(key) == 3
+    with DetectionLoader(str(demo_set), imgsz=128, batch_size=4) as dl:
+        assert dl.num_workers == 3
+    with DetectionLoader(str(demo_set), imgsz=128, batch_size=8) as dl:  # another batch size: not tuned
+        assert dl.num_workers == len(os.sched_getaffinity(0))
+    tuner.tuner_file().write_text("{ not json")
+    assert tuner.recommendation(key) is None  # unreadable file: fall back, never crash

@@ -1,0 +1,27 @@
+"""The decoded-image buffer (the mosaic partners): bounded in bytes, least recent evicted, decoded once."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+
+@pytest.mark.parametrize("kind", ["numpy", "tensor"])
+def test_image_cache_is_bounded_in_bytes_and_decodes_once(kind):
+    """The mosaic-partner buffer: numpy tiles (CPU engine) or tensors (the DALI engine's CUDA tiles)."""
+    from loader.images import ImageCache
+
+    def make(i):
+        a = np.full((10, 10, 3), i, np.uint8)  # 300 bytes
+        return torch.from_numpy(a) if kind == "tensor" else a
+
+    cache = ImageCache(1000)
+    calls = []
+    for i in [0, 1, 0, 2, 3, 0]:
+        im = cache.get(i, lambda i=i: calls.append(i) or make(i))
+        assert int(im[0, 0, 0]) == i
+    assert calls == [0, 1, 2, 3] and cache.bytes == 900 and len(cache) == 3  # 1 was evicted (least recent)
+    assert 1 not in cache and 0 in cache and cache.stats()["evictions"] == 1
+    if kind == "numpy":
+        assert not cache.get(0, None).flags.writeable, "shared tiles are read-only"
