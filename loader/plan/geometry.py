@@ -2,7 +2,7 @@
 
 Each function mirrors one step of ``ultralytics/data/augment.py`` in the same dtype
 (float32 labels and matrices), so that boxes equal the stock loader's for the same
-random parameters (``tests/test_plan_geometry.py`` compares them). Pixel painters use
+random parameters (``tests/unit/plan/test_geometry.py`` compares them). Pixel painters use
 the same matrices; nothing here touches pixels.
 """
 
