@@ -70,24 +70,26 @@ class BatchRing:
             self._keep = [None] * self.slots
 
 
-def assemble(plans, img, im_files) -> dict:
-    """The Ultralytics batch dict for ``plans`` painted into ``img`` (B, H, W, 3; numpy, or a CUDA tensor
-    from the DALI engine on a GPU)."""
+def assemble(batch, img, im_files) -> dict:
+    """The Ultralytics batch dict for a ``PlanBatch`` painted into ``img`` (B, H, W, 3; numpy, or a tensor from an
+    engine on the GPU). Boxes, classes and ``batch_idx`` come straight from the batch's flat arrays."""
     import torch
 
-    counts = [len(p.cls) for p in plans]
-    cls = np.concatenate([p.cls for p in plans]).astype(np.float32).reshape(-1, 1) if plans else \
-        np.zeros((0, 1), np.float32)
-    boxes = np.concatenate([p.boxes for p in plans]).astype(np.float32).reshape(-1, 4) if plans else \
-        np.zeros((0, 4), np.float32)
-    batch_idx = np.repeat(np.arange(len(plans), dtype=np.float32), counts)
+    counts = np.diff(batch.box_off)
+    batch_idx = np.repeat(np.arange(len(batch), dtype=np.float32), counts)
+    ori = batch.ori_shape.tolist()
+    ratio = batch.ratio.tolist()
+    if batch.pad is not None:
+        ratio_pad = tuple(((a, b), (int(c), int(d))) for (a, b), (c, d) in zip(ratio, batch.pad.tolist()))
+    else:
+        ratio_pad = tuple((a, b) for a, b in ratio)
     return {
         "img": (img if torch.is_tensor(img) else torch.from_numpy(img)).permute(0, 3, 1, 2),
-        "cls": torch.from_numpy(cls),
-        "bboxes": torch.from_numpy(boxes),
+        "cls": torch.from_numpy(batch.cls.astype(np.float32).reshape(-1, 1)),
+        "bboxes": torch.from_numpy(batch.boxes.astype(np.float32).reshape(-1, 4)),
         "batch_idx": torch.from_numpy(batch_idx),
-        "im_file": tuple(im_files[p.index] for p in plans),
-        "ori_shape": tuple(p.ori_shape for p in plans),
-        "resized_shape": tuple(p.resized_shape for p in plans),
-        "ratio_pad": tuple(p.ratio_pad for p in plans),
+        "im_file": tuple(im_files[int(i)] for i in batch.index),
+        "ori_shape": tuple((h, w) for h, w in ori),
+        "resized_shape": (batch.out_hw,) * len(batch),
+        "ratio_pad": ratio_pad,
     }

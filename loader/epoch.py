@@ -22,36 +22,41 @@ __all__ = ["BatchWork", "EpochRunner"]
 
 class BatchWork:
     """One batch to produce, as an engine sees it: positions [lo, hi) of ``order`` in ``epoch``, the buffer its
-    pixels go to (``out``: (B, H, W, 3)), its plans (made on demand), and ``attempt`` (the bad-data policy)."""
+    pixels go to (``out``: (B, H, W, 3)), its plans (``batch()``: one ``PlanBatch``, planned once by the first
+    caller), ``attempt`` (the bad-data policy) and ``final()``, the plans as painted (replacements included)."""
 
     def __init__(self, b: int, lo: int, hi: int, out, epoch: int, order: np.ndarray, schedule, policy):
         self.b, self.lo, self.hi, self.out, self.epoch, self.order = b, lo, hi, out, epoch, order
         self.schedule, self.policy = schedule, policy
-        self._plans: list | None = None
+        self.event = None  # an engine on a GPU: the CUDA event its work on this batch records
+        self._batch = None
+        self._replaced: dict = {}
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return self.hi - self.lo
 
-    def plan(self, j: int):
-        """The plan of sample ``j`` of this batch (before any replacement)."""
-        return self.schedule.plan(self.lo + j, self.epoch, self.order)
-
-    def plans(self) -> list:
-        """Every plan of the batch, made once (by the first caller)."""
+    def batch(self):
         with self._lock:
-            if self._plans is None:
-                self._plans = [self.plan(j) for j in range(len(self))]
-            return self._plans
+            if self._batch is None:
+                self._batch = self.schedule.plans(self.b, self.lo, self.hi, self.epoch, self.order)
+            return self._batch
 
-    def attempt(self, j: int, step):
-        """``step(plan)`` for sample ``j``; an unreadable image is replaced (training) or stops validation.
-        Returns the plan that was painted."""
-        plan = self._plans[j] if self._plans is not None else self.plan(j)
+    def attempt(self, j: int, step, plan=None):
+        """``step(plan)`` for sample ``j`` (its plan, or the one given); an unreadable image is replaced (training)
+        or stops validation. Returns the plan that was painted."""
+        plan = self.batch().plan(j) if plan is None else plan
         position = self.lo + j
-        return self.policy.attempt(
+        done = self.policy.attempt(
             step, plan, lambda exclude, error: self.schedule.replan(position, self.epoch, self.order, exclude, error),
             position, self.epoch)
+        if done is not plan:
+            self._replaced[j] = done
+        return done
+
+    def final(self):
+        """The ``PlanBatch`` as painted: the planned one, with any replaced samples swapped in."""
+        return self.batch().with_plans(self._replaced)
 
 
 class EpochRunner(Closing):
@@ -115,9 +120,10 @@ class EpochRunner(Closing):
                         raise e.__cause__ from None
                     raise
                 assert work.b == b, (work.b, b)
-                plans = self.engine.collect(results)  # as painted (replacements included)
+                plans = work.final()
                 self.policy.check(len(self.sampler), epoch, final=b == nb - 1)
                 batch = assemble(plans, work.out, self.im_files)
+                self.engine.hand_over(work, batch)
                 del work
                 self.sampler.advance(len(plans))
                 self.samples += len(plans)

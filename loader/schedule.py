@@ -29,8 +29,9 @@ class TrainSchedule:
     def max_hw(self) -> int:
         return self.imgsz
 
-    def plan(self, position: int, epoch: int, order: np.ndarray):
-        return self.planner.train_plan(epoch, position, order)
+    def plans(self, b: int, lo: int, hi: int, epoch: int, order: np.ndarray):
+        """The ``PlanBatch`` of positions [lo, hi) (batch ``b``)."""
+        return self.planner.plan_batch(epoch, np.arange(lo, hi), order)
 
     def replan(self, position: int, epoch: int, order: np.ndarray, exclude: frozenset, error):
         return self.planner.train_plan(epoch, position, order, exclude)
@@ -63,8 +64,8 @@ class ValSchedule:
     def max_hw(self) -> int:
         return int(self.shapes.max())
 
-    def plan(self, position: int, epoch: int, order: np.ndarray):
-        return self.planner.val_plan(int(self.order[position]), self.shape(position // self.batch_size))
+    def plans(self, b: int, lo: int, hi: int, epoch: int, order: np.ndarray):
+        return self.planner.val_batch(self.order[lo:hi], self.shape(b))
 
     def replan(self, position: int, epoch: int, order: np.ndarray, exclude: frozenset, error):
         raise BadDataError(f"validation image unreadable: {self.index.im_files[error.index]} ({error.reason}); "

@@ -6,9 +6,10 @@ An engine paints plans from the loader's ``ImageSource`` into batch buffers:
   engine on the GPU), or None: the loader's host ring buffers serve;
 * ``paint(plans, out)``: paint these plans into ``out`` (B, H, W, 3), nothing else (no planning, no
   recovery): what tests and benchmarks call;
-* ``tasks(work)``: the calls that produce one scheduled batch (its plans, the bad-data policy, the
-  painting), run in parallel on the loader's painter threads; ``collect(results)``: the plans as painted
-  (replacements included), in batch order;
+* ``tasks(work)``: the calls that produce one scheduled batch (``epoch.BatchWork``: its plans, the
+  bad-data policy, where the pixels go), run in parallel on the loader's painter threads;
+  ``hand_over(work, batch)``: in the consumer's thread, before the batch is yielded (an engine on a GPU
+  makes the consumer's stream wait for its work there);
 * ``stats()``: its own figures, in the loader's vocabulary (``device``: ``"cpu"`` or ``"cuda"``);
   ``end_of_epoch(samples)``: a hook after each epoch; ``set_batch_size(n)``: batches of ``n`` from now on;
   ``close()``: releases threads, pipelines, GPU memory.
@@ -34,8 +35,8 @@ class Engine(Closing):
     def tasks(self, work) -> list:  # pragma: no cover - every engine overrides it
         raise NotImplementedError
 
-    def collect(self, results: list) -> list:
-        return results
+    def hand_over(self, work, batch: dict) -> None:
+        pass
 
     def end_of_epoch(self, samples: int) -> None:
         pass

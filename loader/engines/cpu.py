@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 
 from ..kernels import opencv
+from ..plan import PlanBatch
 from .base import Engine
 
 __all__ = ["CpuEngine"]
@@ -35,13 +36,15 @@ class CpuEngine(Engine):
             _single_threaded_opencv()
 
     def paint(self, plans, out) -> None:
+        """Paint a ``PlanBatch`` or a list of plans into ``out`` (B, H, W, 3)."""
+        plans = plans.plans() if isinstance(plans, PlanBatch) else plans
         for plan, o in zip(plans, out, strict=True):
             opencv.paint(plan, self.source.get, o)
 
     def tasks(self, work) -> list:
         return [(self._sample, (work, j)) for j in range(len(work))]
 
-    def _sample(self, work, j: int):
-        """Sample ``j`` of the batch, planned and painted in a painter thread (planning stays off the consumer's
-        thread); an unreadable image is replaced by the work's policy."""
-        return work.attempt(j, lambda plan: opencv.paint(plan, self.source.get, work.out[j]))
+    def _sample(self, work, j: int) -> None:
+        """Sample ``j`` of the batch, painted in a painter thread; the first task to arrive plans the whole batch
+        (off the consumer's thread); an unreadable image is replaced by the work's policy."""
+        work.attempt(j, lambda plan: opencv.paint(plan, self.source.get, work.out[j]))

@@ -3,19 +3,29 @@
 On the GPU when CUDA is usable (nvJPEG; decoded tiles stay there as CUDA tensors in the image source's
 buffer, batches come back as CUDA tensors), else with DALI's CPU operators (``device_id=None``, the
 correctness path). It owns everything with threads, pipelines or GPU memory and releases it in ``close()``:
-the file readers, the batched decoder, the painter graph (rebuilt when its shape changes) and the CUDA device
-they share. Decisions that are DALI's live here too: which tiles DALI may decode, the graph's tile slots,
-where perspective plans go (DALI has no perspective warp), the one-time log of the tile buffer.
+the file readers, the batched decoder, the painter graph (rebuilt when its shape changes), the CUDA device
+and stream they share. Decisions that are DALI's live here too: which tiles DALI may decode, what happens
+when it cannot, the graph's tile slots, where perspective plans go (DALI has no perspective warp), the
+one-time log of the tile buffer.
+
+On a GPU all of its work runs on its own CUDA stream: DALI's runs are bound to it, torch's colour step runs
+on it, and each batch records an event there; ``hand_over`` makes the consumer's stream wait for that event
+(no host synchronisation, nothing queued on the trainer's stream). Per-stage host times are in ``stats()``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
+
 from ..device import cuda_usable, device_id_of
 from ..images import read_bytes
+from ..plan import PlanBatch
+from ..stats import StageTimes
 from .base import Engine
 
 __all__ = ["DaliEngine"]
@@ -45,14 +55,23 @@ class DaliEngine(Engine):
         self._dali_device = "gpu" if gpu else "cpu"  # DALI's own word for it
         # the constructing thread's GPU (a DDP rank's own): painter threads use it explicitly
         self.device_id = device_id_of(None) if gpu else None
+        self.stream = None
+        if gpu:
+            import torch
+
+            self.stream = torch.cuda.Stream(torch.device("cuda", self.device_id))
         self.threads = int(threads or (min(4, workers) if gpu else workers))
-        self.fallbacks = 0  # batches DALI could not decode (OpenCV decoded them, naming the bad file)
+        self.fallbacks = 0  # files DALI could not decode (OpenCV decoded them, or reported them unreadable)
+        self.decoded = 0  # tiles DALI decoded
         self.builds = 0  # painter graphs built
+        self.times = StageTimes()
         self.painter = None
         self._lock = threading.Lock()
         self._decode_lock = threading.Lock()  # one decoder run at a time
         self.decoder = self._readers = None
         self._perspective_logged = self._buffer_logged = False
+        ix = source.index
+        self._dali_can = (ix.formats == 1) & np.isin(ix.orientation, (0, 1))  # JPEGs without EXIF rotation
         if source.arena is None and source.disk is None:  # a RAM / disk cache holds the tiles otherwise
             # file reads in parallel (I/O waits overlap): 1.6-2.2x over one thread on 2 cores, page-cached
             # files (an ad-hoc run over 512 files of 265 kB)
@@ -60,52 +79,76 @@ class DaliEngine(Engine):
             self.decoder = DaliDecoder(max_batch=4 * max_batch, threads=self.threads, device=self._dali_device,
                                        hw_decoder_load=hw_decoder_load, to_torch=gpu, device_id=self.device_id)
 
+    def _on_stream(self):
+        """The engine's CUDA stream as torch's current one (a no-op on the CPU)."""
+        if self.stream is None:
+            return contextlib.nullcontext()
+        import torch
+
+        return torch.cuda.stream(self.stream)
+
     # ------------------------------------------------------------------ decode
-    def _decode(self, paths: list[str], sizes: list[tuple[int, int]]) -> list | None:
-        """Read and decode ``paths`` at ``sizes`` in one DALI run; None (counted) when DALI cannot."""
-        try:
-            blobs = list(self._readers.map(read_bytes, paths))
-            with self._decode_lock:
-                return self.decoder.decode(blobs, sizes)
-        except Exception as e:  # noqa: BLE001 - the caller decodes one by one, which reports the file
-            with self._lock:
-                self.fallbacks += 1
-            LOG.debug("DALI batch decode failed (%s); OpenCV decodes this batch", e)
-            return None
+    def _fallback(self, i: int, error: Exception) -> None:
+        with self._lock:
+            self.fallbacks += 1
+            first = self.fallbacks == 1
+        (LOG.warning if first else LOG.debug)(
+            "DALI cannot decode %s (%s: %s); OpenCV decodes it instead%s", self.source.index.im_files[i],
+            type(error).__name__, str(error).strip().splitlines()[0] if str(error).strip() else "",
+            " (further fallbacks are counted in stats()['dali_fallbacks'])" if first else "")
 
-    def prepare(self, plans) -> None:
-        """Decode + resize, in one DALI run, every JPEG tile of these plans the source does not hold yet.
+    def _decode(self, want: np.ndarray) -> list:
+        """Decode images ``want`` in one DALI run. If the run fails (a file DALI cannot decode), each file is tried
+        alone: the ones that fail are named, counted, and left to OpenCV (None in the result)."""
+        src, ix = self.source, self.source.index
+        with self.times("read"):
+            blobs = list(self._readers.map(read_bytes, [ix.im_files[int(i)] for i in want]))
+        sizes = [src.load_hw(int(i)) for i in want]
+        with self._decode_lock, self.times("decode"):
+            try:
+                return self.decoder.decode(blobs, sizes, self.stream)
+            except Exception:  # noqa: BLE001 - found file by file below
+                out = []
+                for i, blob, hw in zip(want, blobs, sizes):
+                    try:
+                        out += self.decoder.decode([blob], [hw], self.stream)
+                    except Exception as e:  # noqa: BLE001 - reported; the source decodes it (or names it unreadable)
+                        self._fallback(int(i), e)
+                        out.append(None)
+                return out
 
-        EXIF-rotated files (DALI's decoder is not asked to apply orientation) and non-JPEGs stay on the
-        source's OpenCV path. If DALI fails on the batch (a corrupt file), the source decodes them one by one,
-        which also names the bad file; the fallback is counted.
-        """
+    def prepare(self, batch: PlanBatch) -> None:
+        """Decode + resize, in one DALI run, every JPEG tile of the batch the source does not hold yet.
+
+        EXIF-rotated files and non-JPEGs stay on the source's OpenCV path, as do files DALI fails on."""
         if self.decoder is None:
             return
-        src, ix = self.source, self.source.index
-        want, seen = [], set()
-        for p in plans:
-            for i in p.indices():
-                if i in seen or src.is_unreadable(i) or i in src:
-                    continue
-                seen.add(i)
-                if ix.formats[i] == 1 and ix.orientation[i] in (0, 1):
-                    want.append(i)
-        arrays = self._decode([ix.im_files[i] for i in want], [src.load_hw(i) for i in want]) if want else None
-        for i, arr in zip(want, arrays or ()):
-            src.put(i, arr)
+        src = self.source
+        with self.times("prepare"):
+            want = np.unique(batch.indices())
+            want = want[~src.held(want) & ~src.unreadable_mask[want] & self._dali_can[want]]
+        if not len(want):
+            return
+        images = self._decode(want)
+        with self.times("prepare"):
+            for i, im in zip(want.tolist(), images):
+                if im is not None:
+                    src.put(i, im)
+                    self.decoded += 1
 
     # ------------------------------------------------------------------ paint
-    def _painter_for(self, plans):
-        """The graph for these plans: tile slots from the hyp (close_mosaic -> 1), widened if a plan needs more;
+    def _painter_for(self, batch: PlanBatch):
+        """The graph for this batch: tile slots from the hyp (close_mosaic -> 1), widened if a plan needs more;
         mixup slots while the hyp has mixup; the batch size. Rebuilt (the old graph released) on a change."""
         from ..kernels.dali_paint import DaliPainter, PainterConfig
 
         hyp = self._hyp() if self._hyp is not None else None
-        slots = 4 if self.augment and hyp is not None and hyp.mosaic > 0 else 1
-        slots = max([slots] + [len(p.tiles) for p in plans] + [len(p.mix.tiles) for p in plans if p.mix is not None])
-        mix = (self.augment and hyp is not None and hyp.mixup > 0) or any(p.mix is not None for p in plans)
-        cfg = PainterConfig(slots, mix, max(self.max_batch, len(plans)), self._dali_device)
+        per = np.diff(batch.tile_off)
+        if batch.mix is not None:
+            per = np.concatenate([per, np.diff(batch.mix.tile_off)])
+        slots = max(4 if self.augment and hyp is not None and hyp.mosaic > 0 else 1, int(per.max()))
+        mix = (self.augment and hyp is not None and hyp.mixup > 0) or bool(batch.has_mix.any())
+        cfg = PainterConfig(slots, mix, max(self.max_batch, len(batch)), self._dali_device)
         with self._lock:
             if self.painter is None or self.painter.cfg != cfg:
                 if self.painter is not None:
@@ -115,13 +158,25 @@ class DaliEngine(Engine):
             return self.painter
 
     def paint(self, plans, out) -> None:
-        self.prepare(plans)
-        if any(p.perspective for p in plans):  # not affine: the OpenCV / torch painter, image by image
-            self._log_perspective_once()
-            for p, o in zip(plans, out):
-                self._paint_one(p, o)
-        else:
-            self._painter_for(plans).paint(plans, self.source.get, out)
+        """Paint a ``PlanBatch`` (or a list of plans) into ``out``, decoding what it needs."""
+        batch = plans if isinstance(plans, PlanBatch) else PlanBatch.from_plans(plans)
+        self.prepare(batch)
+        self._paint(batch, out)
+
+    def _paint(self, batch: PlanBatch, out) -> None:
+        with self._on_stream():
+            if batch.perspective:  # not affine: the OpenCV / torch painter, image by image
+                self._log_perspective_once()
+                for j in range(len(batch)):
+                    self._paint_one(batch.plan(j), out[j])
+                return
+            painter = self._painter_for(batch)
+            with self.times("feed"):
+                feeds = painter.feeds(batch, self.source.get)
+            with self.times("graph"):
+                res = painter.run(feeds, self.stream)
+            with self.times("finish"):
+                painter.finish(batch, res, out)
 
     def _paint_one(self, plan, out) -> None:
         if self.device == "cuda":  # tiles on the GPU: the torch painter
@@ -140,27 +195,60 @@ class DaliEngine(Engine):
     def tasks(self, work) -> list:
         return [(self._batch, (work,))]
 
-    def _batch(self, work):
+    def _batch(self, work) -> None:
         """One batch: plans, batched decode, unreadable images replaced (the work's policy), one graph run."""
-        self.prepare(work.plans())
-        plans = [work.attempt(j, self._readable) for j in range(len(work))]
-        self.paint(plans, work.out)
-        return plans
+        with self.times("plan"):
+            batch = work.batch()
+        self.prepare(batch)
+        src = self.source
+        with self.times("readable"):
+            need = np.unique(batch.indices())
+            for i in need[~src.held(need)].tolist():  # not decoded by DALI: OpenCV's (PNG, EXIF, ...) or bad
+                try:
+                    src.get(i)
+                except OSError:
+                    pass
+            bad = src.unreadable_mask[batch.tile_index]
+            if batch.mix is not None:
+                bad_mix = src.unreadable_mask[batch.mix.tile_index]
+            samples = set(np.repeat(np.arange(len(batch)), np.diff(batch.tile_off))[bad].tolist())
+            if batch.mix is not None:
+                samples |= set(np.repeat(np.arange(len(batch)), np.diff(batch.mix.tile_off))[bad_mix].tolist())
+            for j in sorted(samples):
+                work.attempt(j, self._readable)
+        final = work.final()
+        if final is not batch:
+            self.prepare(final)
+        self._paint(final, work.out)
+        if self.stream is not None:
+            import torch
+
+            work.event = torch.cuda.Event()
+            work.event.record(self.stream)
+
+    def hand_over(self, work, batch: dict) -> None:
+        """The consumer's stream waits (on the GPU, not the host) for this batch's work on the engine's stream;
+        the batch memory is marked as used there, so it is not reused before the consumer is done with it."""
+        if work.event is None:
+            return
+        import torch
+
+        consumer = torch.cuda.current_stream(torch.device("cuda", self.device_id))
+        consumer.wait_event(work.event)
+        batch["img"].record_stream(consumer)
 
     def set_batch_size(self, batch_size: int) -> None:
         self.max_batch = int(batch_size)  # the graph is rebuilt for it on its next batch
 
-    def collect(self, results: list) -> list:
-        (plans,) = results
-        return plans
-
     def out_buffer(self, shape):
-        """A batch buffer on the GPU (CUDA tensor), or None: host memory is the loader's ring."""
+        """A batch buffer on the GPU (CUDA tensor, from the engine's stream's memory), or None: host memory is the
+        loader's ring."""
         if self.device != "cuda":
             return None
         import torch
 
-        return torch.empty(shape, dtype=torch.uint8, device=torch.device("cuda", self.device_id))
+        with self._on_stream():
+            return torch.empty(shape, dtype=torch.uint8, device=torch.device("cuda", self.device_id))
 
     # ------------------------------------------------------------------ reporting
     def _log_perspective_once(self) -> None:
@@ -176,12 +264,14 @@ class DaliEngine(Engine):
         self._buffer_logged = True
         cache = self.source.stats()
         LOG.info("DALI engine: decoded-tile buffer in %s memory: %.0f MiB (budget %.0f MiB), %d tiles; "
-                 "%.3f decodes per sample", "GPU" if self.device == "cuda" else "host", cache["bytes"] / 2**20,
-                 cache["budget"] / 2**20, cache["items"], self.source.decodes / max(samples, 1))
+                 "%.3f decodes per sample; %d files DALI could not decode", "GPU" if self.device == "cuda" else "host",
+                 cache["bytes"] / 2**20, cache["budget"] / 2**20, cache["items"], self.source.decodes / max(samples, 1),
+                 self.fallbacks)
 
     def stats(self) -> dict:
-        return {"dali_fallbacks": self.fallbacks, "dali_builds": self.builds,
-                "tile_buffer": {"device": self.device, "bytes": self.source.stats()["bytes"]}}
+        return {"dali_fallbacks": self.fallbacks, "dali_decoded": self.decoded, "dali_builds": self.builds,
+                "tile_buffer": {"device": self.device, "bytes": self.source.stats()["bytes"]},
+                "stage_seconds": {k: v["s"] for k, v in self.times.snapshot().items()}}
 
     def close(self) -> None:
         if self._readers is not None:

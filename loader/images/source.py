@@ -45,8 +45,9 @@ class ImageSource(Closing):
     def __init__(self, index, load_shapes: np.ndarray, *, imgsz: int, budget_bytes: int, store: str | None = None,
                  reduced_decode: bool = False, workers: int = 1, key: str = ""):
         self.index, self.load_shapes, self.reduced_decode = index, load_shapes, bool(reduced_decode)
-        self.buffer = ImageCache(budget_bytes)
+        self.buffer = ImageCache(budget_bytes, len(index))
         self._unreadable: dict[int, str] = {}
+        self.unreadable_mask = np.zeros(len(index), bool)  # the same set, for questions about whole batches
         self._lock = threading.Lock()
         self.disk = self.arena = None
         if store == "disk":
@@ -65,11 +66,13 @@ class ImageSource(Closing):
                     return self.decode(i)
                 except OSError as e:
                     self._unreadable[i] = str(e)
+                    self.unreadable_mask[i] = True
                     return None
 
             self.arena = RamArena(f"{key}|{imgsz}", load_shapes, decode_or_none, workers=workers)
             for i in self.arena.unreadable.tolist():
                 self._unreadable.setdefault(i, "unreadable when the RAM cache was built")
+                self.unreadable_mask[i] = True
         elif store is not None:
             raise ValueError(f"store must be None, 'ram' or 'disk', got {store!r}")
 
@@ -101,6 +104,7 @@ class ImageSource(Closing):
             with self._lock:
                 if i not in self._unreadable:
                     self._unreadable[i] = str(e)
+                    self.unreadable_mask[i] = True
                     LOG.warning("unreadable at training time: %s (%s)", self.index.im_files[i], e)
             raise UnreadableImage(i, str(e)) from None
 
@@ -111,6 +115,12 @@ class ImageSource(Closing):
     def __contains__(self, i: int) -> bool:
         """Whether ``get(i)`` is answered without decoding."""
         return self.arena is not None or i in self.buffer
+
+    def held(self, indices: np.ndarray) -> np.ndarray:
+        """``i in self`` for an array of indices at once (a snapshot: another thread may evict right after)."""
+        if self.arena is not None:
+            return np.ones(len(indices), bool)
+        return self.buffer.present[indices]
 
     def is_unreadable(self, i: int) -> bool:
         return i in self._unreadable

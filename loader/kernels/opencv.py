@@ -20,7 +20,7 @@ import numpy as np
 
 from ..plan import FILL, Plan, tile_placements, translate, visible_window, window_pastes
 
-__all__ = ["paint", "paint_geometry", "finish", "hsv_luts", "apply_hsv"]
+__all__ = ["paint", "paint_geometry", "finish", "hsv_luts", "hsv_luts_batch", "apply_hsv"]
 
 
 def _same_buffer(a: np.ndarray, b: np.ndarray) -> bool:
@@ -94,14 +94,22 @@ def _paint_general(plan: Plan, images: list[np.ndarray], out: np.ndarray) -> Non
     _warp_into(sub, plan.M @ translate(cx0, cy0), out, cv2.BORDER_CONSTANT, plan.perspective)
 
 
-def hsv_luts(r: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Ultralytics' ``RandomHSV`` tables (hue, saturation, value) for gains ``r`` (already times the hyp gains)."""
+def hsv_luts_batch(r: np.ndarray) -> np.ndarray:
+    """Ultralytics' ``RandomHSV`` tables for gains ``r`` (B, 3) (already times the hyp gains): (B, 256, 3) uint8,
+    the hue, saturation and value table of each sample."""
+    r = np.asarray(r, np.float64).reshape(-1, 3)
     x = np.arange(0, 256, dtype=np.float64)
-    lut_hue = ((x + r[0] * 180) % 180).astype(np.uint8)
-    lut_sat = np.clip(x * (r[1] + 1), 0, 255).astype(np.uint8)
-    lut_val = np.clip(x * (r[2] + 1), 0, 255).astype(np.uint8)
-    lut_sat[0] = 0
-    return lut_hue, lut_sat, lut_val
+    lut_hue = ((x + r[:, :1] * 180) % 180).astype(np.uint8)
+    lut_sat = np.clip(x * (r[:, 1:2] + 1), 0, 255).astype(np.uint8)
+    lut_val = np.clip(x * (r[:, 2:3] + 1), 0, 255).astype(np.uint8)
+    lut_sat[:, 0] = 0
+    return np.stack([lut_hue, lut_sat, lut_val], -1)
+
+
+def hsv_luts(r: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The three tables of one sample (see ``hsv_luts_batch``)."""
+    t = hsv_luts_batch(r)[0]
+    return t[:, 0], t[:, 1], t[:, 2]
 
 
 def apply_hsv(img_bgr: np.ndarray, r: np.ndarray | None, to_rgb: bool) -> None:
@@ -115,7 +123,7 @@ def apply_hsv(img_bgr: np.ndarray, r: np.ndarray | None, to_rgb: bool) -> None:
             _cvt_into(img_bgr, cv2.COLOR_BGR2RGB)
         return
     hsv = cv2.cvtColor(img_bgr, cv2.COLOR_BGR2HSV)
-    cv2.LUT(hsv, np.stack(hsv_luts(r), -1).reshape(1, 256, 3), dst=hsv)
+    cv2.LUT(hsv, hsv_luts_batch(r).reshape(1, 256, 3), dst=hsv)
     _cvt_into(hsv, cv2.COLOR_HSV2RGB if to_rgb else cv2.COLOR_HSV2BGR, img_bgr)
 
 

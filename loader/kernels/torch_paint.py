@@ -18,25 +18,31 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..plan import FILL, Plan, tile_placements, translate, visible_window, window_pastes
-from .opencv import hsv_luts
+import functools
 
-__all__ = ["paint_torch", "colour", "mix_blend", "bgr_to_hsv8", "hsv8_to_rgb"]
+from ..plan import FILL, Plan, tile_placements, translate, visible_window, window_pastes
+from .opencv import hsv_luts_batch
+
+__all__ = ["paint_torch", "colour", "colour_tables", "mix_blend", "bgr_to_hsv8", "hsv8_to_rgb"]
 
 _SHIFT = 12
 
 
-def _tables(device):
+@functools.lru_cache(maxsize=8)
+def _tables(device: torch.device):
+    """OpenCV's fixed-point division tables and the HSV->BGR sector table, resident on ``device`` (made once)."""
     i = torch.arange(256, dtype=torch.float64)
     sdiv = torch.where(i > 0, torch.round((255 << _SHIFT) / i.clamp(min=1)), torch.zeros_like(i))
     hdiv = torch.where(i > 0, torch.round((180 << _SHIFT) / (6 * i.clamp(min=1))), torch.zeros_like(i))
-    return sdiv.to(torch.int64).to(device), hdiv.to(torch.int64).to(device)
+    # OpenCV's sector table: (b, g, r) indices into (v, p, q, t)
+    order = torch.tensor([[1, 3, 0], [1, 0, 2], [3, 0, 1], [0, 2, 1], [0, 1, 3], [2, 1, 0]])
+    return sdiv.to(torch.int32).to(device), hdiv.to(torch.int32).to(device), order.to(device)
 
 
 def bgr_to_hsv8(img: torch.Tensor) -> torch.Tensor:
     """(..., 3) uint8 BGR -> uint8 HSV (H in 0..179), bit-exact with ``cv2.COLOR_BGR2HSV``."""
-    sdiv, hdiv = _tables(img.device)
-    b, g, r = (img[..., k].to(torch.int64) for k in range(3))
+    sdiv, hdiv, _ = _tables(img.device)
+    b, g, r = (img[..., k].to(torch.int32) for k in range(3))
     v = torch.maximum(torch.maximum(b, g), r)
     vmin = torch.minimum(torch.minimum(b, g), r)
     diff = v - vmin
@@ -60,8 +66,7 @@ def hsv8_to_rgb(hsv: torch.Tensor) -> torch.Tensor:
     h = h - sector
     sector = sector.to(torch.int64) % 6
     tab0, tab1, tab2, tab3 = v, v * (1 - s), v * (1 - s * h), v * (1 - s * (1 - h))
-    # OpenCV's sector table: (b, g, r) indices into (v, p, q, t)
-    order = torch.tensor([[1, 3, 0], [1, 0, 2], [3, 0, 1], [0, 2, 1], [0, 1, 3], [2, 1, 0]], device=hsv.device)
+    order = _tables(hsv.device)[2]
     tabs = torch.stack([tab0, tab1, tab2, tab3], -1)
     idx = order[sector]
     bgr = torch.gather(tabs, -1, idx)
@@ -121,22 +126,27 @@ def mix_blend(a: torch.Tensor, b: torch.Tensor, r) -> torch.Tensor:
     return torch.floor(a.to(torch.float32) * r + b.to(torch.float32) * (1 - r)).clamp(0, 255).to(torch.uint8)
 
 
-def colour(bgr: torch.Tensor, plans: list[Plan]) -> torch.Tensor:
-    """(n, H, W, 3) uint8 BGR -> each plan's HSV jitter (Ultralytics' LUTs, OpenCV's conversions) and channel
-    order (RGB unless the plan keeps BGR)."""
+def colour_tables(hsv: np.ndarray | None, keep_bgr: np.ndarray, device) -> tuple:
+    """What ``colour`` needs for a batch, uploaded once: (jittered rows, their (m, 256, 3) HSV tables on
+    ``device``, rows that keep BGR). ``hsv``: (n, 3) gains, NaN rows (or None) for no jitter."""
+    jitter = np.zeros(len(keep_bgr), bool) if hsv is None else ~np.isnan(hsv[:, 0])
+    rows = np.nonzero(jitter)[0]
+    luts = torch.from_numpy(hsv_luts_batch(hsv[rows])).to(device, non_blocking=True) if len(rows) else None
+    return rows, luts, np.nonzero(np.asarray(keep_bgr, bool))[0]
+
+
+def colour(bgr: torch.Tensor, tables: tuple) -> torch.Tensor:
+    """(n, H, W, 3) uint8 BGR -> HSV jitter (Ultralytics' LUTs, OpenCV's conversions) and channel order (RGB
+    unless a row keeps BGR), for the rows ``colour_tables`` describes."""
+    rows, luts, keep = tables
     out = bgr.flip(-1)
-    jitter = [j for j, p in enumerate(plans) if p.hsv is not None]
-    if jitter:
-        dev = bgr.device
-        sel = torch.as_tensor(jitter, device=dev)
-        luts = torch.as_tensor(np.stack([np.stack(hsv_luts(plans[j].hsv), -1) for j in jitter]),
-                               device=dev).to(torch.int64)  # (m, 256, 3)
+    if len(rows):
+        sel = torch.as_tensor(rows, device=bgr.device)
         hsv = bgr_to_hsv8(bgr[sel]).to(torch.int64)
         m, H, W, _ = hsv.shape
-        hsv = torch.gather(luts, 1, hsv.reshape(m, H * W, 3)).reshape(m, H, W, 3).to(torch.uint8)
+        hsv = torch.gather(luts.to(torch.int64), 1, hsv.reshape(m, H * W, 3)).reshape(m, H, W, 3).to(torch.uint8)
         out[sel] = hsv8_to_rgb(hsv)
-    keep = [j for j, p in enumerate(plans) if p.keep_bgr]
-    if keep:
+    if len(keep):
         k = torch.as_tensor(keep, device=bgr.device)
         out[k] = out[k].flip(-1)
     return out
@@ -148,4 +158,5 @@ def paint_torch(plan: Plan, load, device="cpu") -> torch.Tensor:
     if plan.mix is not None:
         other = torch.floor(_geometry(plan.mix, load, device) + 0.5).clamp(0, 255).to(torch.uint8)
         img = mix_blend(img, other, plan.mix_r)
-    return colour(img[None], [plan])[0]
+    hsv = None if plan.hsv is None else plan.hsv[None]
+    return colour(img[None], colour_tables(hsv, np.array([plan.keep_bgr]), img.device))[0]

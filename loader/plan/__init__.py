@@ -1,13 +1,15 @@
 """Plans: every random number of the augmentation chain and the resulting boxes, drawn once on the CPU;
 the canvas geometry every painter shares (``layout``)."""
 
-from .geometry import (affine_matrix, box_candidates, clip_boxes, letterbox_params, mosaic_layout,
+from .batch import PlanBatch
+from .geometry import (affine_matrix, box_candidates, clip_boxes, letterbox_batch, letterbox_params, mosaic_layout,
                        rect_batch_shapes, transform_boxes, xywh2xyxy, xyxy2xywh)
 from .hyp import Hyp, UnsupportedHyp
-from .layout import FILL, tile_placements, translate, visible_window, window_pastes
+from .layout import FILL, paste_regions, tile_placements, translate, visible_window, visible_windows, window_pastes
 from .plan import Plan, Tile
 from .planner import Planner, load_size
 
-__all__ = ["Hyp", "UnsupportedHyp", "Plan", "Planner", "Tile", "load_size", "affine_matrix", "box_candidates",
+__all__ = ["Hyp", "UnsupportedHyp", "Plan", "PlanBatch", "Planner", "Tile", "letterbox_batch", "load_size", "affine_matrix", "box_candidates",
            "clip_boxes", "letterbox_params", "mosaic_layout", "rect_batch_shapes", "transform_boxes", "xywh2xyxy",
-           "xyxy2xywh", "FILL", "translate", "tile_placements", "visible_window", "window_pastes"]
+           "xyxy2xywh", "FILL", "translate", "tile_placements", "visible_window", "visible_windows", "window_pastes",
+           "paste_regions"]

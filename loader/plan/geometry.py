@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 __all__ = ["xywh2xyxy", "xyxy2xywh", "affine_matrix", "transform_boxes", "clip_boxes", "box_candidates",
-           "mosaic_layout", "letterbox_params", "flip_matrix", "rect_batch_shapes"]
+           "mosaic_layout", "letterbox_params", "letterbox_batch", "flip_matrix", "rect_batch_shapes"]
 
 
 def xywh2xyxy(b: np.ndarray) -> np.ndarray:
@@ -127,6 +127,18 @@ def letterbox_params(shape_hw: tuple[int, int], new_hw: tuple[int, int], scaleup
     top, bottom = round(dh - 0.1), round(dh + 0.1)
     left, right = round(dw - 0.1), round(dw + 0.1)
     return r, new_unpad, top, bottom, left, right
+
+
+def letterbox_batch(shapes_hw: np.ndarray, new_hw: tuple[int, int], scaleup: bool = False):
+    """``letterbox_params`` for (B, 2) shapes: (r, new w, new h, top, left) arrays (rounding half to even, as
+    Python's ``round``)."""
+    h, w = shapes_hw[:, 0].astype(np.float64), shapes_hw[:, 1].astype(np.float64)
+    r = np.minimum(new_hw[0] / h, new_hw[1] / w)
+    if not scaleup:
+        r = np.minimum(r, 1.0)
+    nw, nh = np.maximum(np.round(w * r), 1).astype(np.int64), np.maximum(np.round(h * r), 1).astype(np.int64)
+    dw, dh = (new_hw[1] - nw) / 2, (new_hw[0] - nh) / 2
+    return r, nw, nh, np.round(dh - 0.1).astype(np.int64), np.round(dw - 0.1).astype(np.int64)
 
 
 def rect_batch_shapes(shapes_hw: np.ndarray, batch_size: int, imgsz: int, stride: int = 32, pad: float = 0.5):

@@ -102,14 +102,13 @@ def test_letterbox_that_scales_down_is_ultralytics_resize(tmp_path):
     from loader.kernels.opencv import paint
     from loader.plan import Planner
 
-    class _Index:  # the two fields val planning reads
+    class _Index:  # what val planning reads: one 500x300 image without boxes
         shapes = np.array([[300, 500]], np.int32)
+        label_offsets = np.zeros(2, np.int64)
+        cls, boxes = np.zeros(0, np.float32), np.zeros((0, 4), np.float32)
 
         def __len__(self):
             return 1
-
-        def labels_of(self, i):
-            return np.zeros(0, np.float32), np.zeros((0, 4), np.float32)
 
     img = cv2.GaussianBlur(np.random.default_rng(0).integers(0, 256, (300, 500, 3), np.uint8), (5, 5), 1.5)
     planner = Planner(_Index(), imgsz=500, augment=False)

@@ -50,8 +50,10 @@ CHILD = r"""
 import sys, time
 from loader import DetectionLoader
 dl = DetectionLoader(sys.argv[1], imgsz=int(sys.argv[2]), batch_size=6, workers=1, cache="ram")
-for b in dl:  # touch every image
+for b in dl:  # a training epoch (it reads only the crops its mosaics show) ...
     pass
+for i in range(len(dl.index)):  # ... then every page of every image, so the whole arena is mapped here
+    int(dl.images.get(i).sum())
 print("ready", dl.images.arena.name, dl.images.arena.nbytes, int(dl.images.arena.built_here), flush=True)
 time.sleep(float(sys.argv[3]))
 dl.close()

@@ -81,19 +81,25 @@ def test_dali_warp_is_opencvs_affine(device):
 
 
 def test_canvas_feeds_paste_grey_first_then_the_visible_crops():
+    """One array per argument for the whole run, the same number of pastes in every sample (size 0 where a tile
+    is not visible), a 1x1 grey canvas where nothing is visible, 1x1 samples past the canvases."""
     from loader.kernels.dali_paint import canvas_feeds
-    from loader.plan import Tile
+    from loader.plan import PlanBatch, Tile
 
     img = np.zeros((8, 8, 3), np.uint8)
     plan = _single_tile_plan(img)
     plan = replace(plan, tiles=plan.tiles + (Tile(1, (4, 4), (0, 0, 4, 4), (6, 6)),))  # partly outside the 8x8 canvas
-    f = canvas_feeds([plan, None], 3, lambda j, k: 10 + k, grey=99)
+    canvases = PlanBatch.from_plans([plan, replace(plan, tiles=())])
+    f = canvas_feeds(canvases, 3, np.array([10, 11], np.int32), grey=99)
+    assert all(isinstance(v, np.ndarray) and len(v) == 3 for v in f.values())
     assert f["ids"][0].tolist() == [99, 10, 11]
     assert f["shapes"][0].tolist() == [[8, 8], [8, 8], [2, 2]]  # the second tile: its visible 2x2 corner
     assert f["out_anchors"][0].tolist() == [[0, 0], [0, 0], [6, 6]]
-    assert f["ids"][1].tolist() == [99] and f["size"][2].tolist() == [1, 1]  # unused samples: 1x1 grey
+    assert f["ids"][1, 0] == 99 and f["shapes"][1].tolist() == [[1, 1], [0, 0], [0, 0]]  # no tiles: 1x1 grey
+    assert f["canvas"][1].tolist() == [1, 1] and f["size"][1].tolist() == [8, 8]
+    assert f["shapes"][2].sum() == 0 and f["size"][2].tolist() == [1, 1]  # past the canvases: pastes nothing
     with pytest.raises(ValueError, match="perspective"):
-        canvas_feeds([replace(plan, perspective=True)], 1, lambda j, k: k, grey=0)
+        canvas_feeds(PlanBatch.from_plans([replace(plan, perspective=True)]), 1, np.array([0, 1]), grey=0)
 
 
 def test_a_plan_that_sees_nothing_of_its_canvas_is_grey():
