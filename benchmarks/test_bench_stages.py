@@ -19,8 +19,7 @@ def loader(bench_data):
 
 @pytest.fixture(scope="module")
 def plans(loader):
-    order = loader.sampler.indices()
-    return [loader.planner.train_plan(0, p, order) for p in range(32)]
+    return loader.planner.plan_batch(0, np.arange(32), loader.sampler.indices())
 
 
 def test_decode_dct_reduced(benchmark, loader):
@@ -37,10 +36,12 @@ def test_decode_dct_reduced(benchmark, loader):
     benchmark.extra_info["per"] = "8 images"
 
 
-def test_plan(benchmark, loader):
+def test_plan_batch(benchmark, loader):
+    """The batch planner: one batch of mosaics (issue 13's budget: 5 ms for 128 at 896 px)."""
     order = loader.sampler.indices()
-    benchmark(lambda: [loader.planner.train_plan(0, p, order) for p in range(32)])
-    benchmark.extra_info["per"] = "32 samples"
+    positions = np.arange(BATCH) % len(order)
+    benchmark(lambda: loader.planner.plan_batch(0, positions, order))
+    benchmark.extra_info["per"] = f"a batch of {BATCH}"
 
 
 def test_paint_geometry(benchmark, loader, plans):
@@ -48,6 +49,7 @@ def test_paint_geometry(benchmark, loader, plans):
 
     out = np.empty((IMGSZ, IMGSZ, 3), np.uint8)
     load = loader.images.get
+    plans = plans.plans()
     for p in plans:  # decode once: this times the painting, not the decoder
         opencv.paint(p, load, out)
     benchmark(lambda: [opencv.paint_geometry(p, load, out) for p in plans[:8]])

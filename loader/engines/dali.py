@@ -67,7 +67,7 @@ class DaliEngine(Engine):
         self.times = StageTimes()
         self.painter = None
         self._lock = threading.Lock()
-        self._decode_lock = threading.Lock()  # one decoder run at a time
+        self._decode_lock = threading.Lock()  # one decoder run (and the choice of what it decodes) at a time
         self.decoder = self._readers = None
         self._perspective_logged = self._buffer_logged = False
         ix = source.index
@@ -99,12 +99,13 @@ class DaliEngine(Engine):
 
     def _decode(self, want: np.ndarray) -> list:
         """Decode images ``want`` in one DALI run. If the run fails (a file DALI cannot decode), each file is tried
-        alone: the ones that fail are named, counted, and left to OpenCV (None in the result)."""
+        alone: the ones that fail are named, counted, never given to DALI again, and left to OpenCV (None in the
+        result)."""
         src, ix = self.source, self.source.index
         with self.times("read"):
             blobs = list(self._readers.map(read_bytes, [ix.im_files[int(i)] for i in want]))
         sizes = [src.load_hw(int(i)) for i in want]
-        with self._decode_lock, self.times("decode"):
+        with self.times("decode"):
             try:
                 return self.decoder.decode(blobs, sizes, self.stream)
             except Exception:  # noqa: BLE001 - found file by file below
@@ -113,6 +114,7 @@ class DaliEngine(Engine):
                     try:
                         out += self.decoder.decode([blob], [hw], self.stream)
                     except Exception as e:  # noqa: BLE001 - reported; the source decodes it (or names it unreadable)
+                        self._dali_can[int(i)] = False
                         self._fallback(int(i), e)
                         out.append(None)
                 return out
@@ -124,20 +126,21 @@ class DaliEngine(Engine):
         if self.decoder is None:
             return
         src = self.source
-        with self.times("prepare"):
-            want = np.unique(batch.indices())
-            want = want[~src.held(want) & ~src.unreadable_mask[want] & self._dali_can[want]]
-        if not len(want):
-            return
-        images = self._decode(want)
-        with self.times("prepare"):
-            for i, im in zip(want.tolist(), images):
-                if im is not None:
-                    src.put(i, im)
-                    self.decoded += 1
+        with self._decode_lock:  # one decoder run at a time; what is wanted is decided under it (no file twice)
+            with self.times("prepare"):
+                want = np.unique(batch.indices())
+                want = want[~src.held(want) & ~src.unreadable_mask[want] & self._dali_can[want]]
+            if not len(want):
+                return
+            images = self._decode(want)
+            with self.times("prepare"):
+                for i, im in zip(want.tolist(), images):
+                    if im is not None:
+                        src.put(i, im)
+                        self.decoded += 1
 
     # ------------------------------------------------------------------ paint
-    def _painter_for(self, batch: PlanBatch):
+    def painter_for(self, batch: PlanBatch):
         """The graph for this batch: tile slots from the hyp (close_mosaic -> 1), widened if a plan needs more;
         mixup slots while the hyp has mixup; the batch size. Rebuilt (the old graph released) on a change."""
         from ..kernels.dali_paint import DaliPainter, PainterConfig
@@ -153,7 +156,7 @@ class DaliEngine(Engine):
             if self.painter is None or self.painter.cfg != cfg:
                 if self.painter is not None:
                     self.painter.close()
-                self.painter = DaliPainter(cfg, threads=self.threads, device_id=self.device_id)
+                self.painter = DaliPainter(cfg, threads=self.threads, device_id=self.device_id, times=self.times)
                 self.builds += 1
             return self.painter
 
@@ -170,11 +173,10 @@ class DaliEngine(Engine):
                 for j in range(len(batch)):
                     self._paint_one(batch.plan(j), out[j])
                 return
-            painter = self._painter_for(batch)
+            painter = self.painter_for(batch)
             with self.times("feed"):
                 feeds = painter.feeds(batch, self.source.get)
-            with self.times("graph"):
-                res = painter.run(feeds, self.stream)
+            res = painter.run(feeds, self.stream)  # times its own "feed" (hand-over) and "graph" (DALI's run)
             with self.times("finish"):
                 painter.finish(batch, res, out)
 

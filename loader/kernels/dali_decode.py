@@ -59,7 +59,7 @@ class DaliDecoder(Closing):
         @pipeline_def(batch_size=self.max_batch, num_threads=max(1, int(threads)),
                       device_id=self.device_id, prefetch_queue_depth=1, exec_dynamic=True)
         def _pipe():
-            enc = fn.external_source(name="enc", dtype=types.UINT8)
+            enc = fn.external_source(name="enc", dtype=types.UINT8, no_copy=True)  # alive until the run returns
             size = fn.external_source(name="size", dtype=types.FLOAT)
             if self.device == "gpu":
                 img = fn.decoders.image(enc, device="mixed", output_type=types.BGR, hw_decoder_load=hw_decoder_load,

@@ -120,7 +120,7 @@ def test_dali_batch_with_a_corrupt_file_falls_back_and_reports_it(demo_set, copy
     Path(index.im_files[3]).write_bytes(b"\xff\xd8 not a jpeg")
     with DetectionLoader(index, imgsz=S, batch_size=6, workers=2, backend="dali", max_bad_fraction=0.5) as dl:
         files = [f for b in dl for f in b["im_file"]]
-        assert dl.engine.fallbacks >= 1 and set(dl.unreadable) == {3}
+        assert dl.engine.fallbacks == 1 and set(dl.unreadable) == {3}, "one file, one fallback: never retried"
     assert len(files) == 24 and index.im_files[3] not in files
 
 
@@ -183,3 +183,23 @@ def test_backend_choice_refuses_clearly_without_dali(demo_set):
     assert "ERR backend='dali' requested but nvidia-dali is not importable" in r.stdout
     with pytest.raises(ValueError, match="backend must be"):
         DetectionLoader(demo_set, imgsz=64, batch_size=2, backend="gpu", index_cache=False)
+
+
+def test_good_bad_good_batches_the_third_decoded_by_dali(demo_set, copy_of, caplog):
+    """A batch with a corrupt JPEG: DALI decodes the others of that batch (file by file), names the bad one at
+    WARNING once, and decodes the next batch in one run again (its pipeline is not broken)."""
+    from loader.dataset import build_index
+
+    index = build_index(copy_of(demo_set), cache=False)
+    Path(index.im_files[3]).write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
+    with caplog.at_level(logging.DEBUG, logger="loader"), \
+            DetectionLoader(index, imgsz=S, batch_size=4, workers=1, backend="dali", max_bad_fraction=0.5) as dl:
+        eng = dl.engine
+        for ids, decoded in (([0, 1, 2], 3), ([4, 3, 5], 2), ([6, 7, 8], 3)):  # good, bad, good
+            before = eng.decoded
+            eng.prepare(dl.planner.val_batch(ids, (S, S)))
+            assert eng.decoded - before == decoded, ids
+        assert eng.fallbacks == 1 and dl.stats()["dali_fallbacks"] == 1
+        assert all(i in dl.images for i in (0, 1, 2, 4, 5, 6, 7, 8)) and 3 not in dl.images
+    warned = [r for r in caplog.records if r.levelno == logging.WARNING and "DALI cannot decode" in r.getMessage()]
+    assert len(warned) == 1 and Path(index.im_files[3]).name in warned[0].getMessage()
