@@ -54,6 +54,13 @@ def measure(spec: RunSpec) -> dict:
     if spec.kind == "decode":
         return decode_only(spec)
     meter = TreeMeter()
+    if spec.kind == "train":
+        from .train import measure_training
+
+        row = measure_training(spec, meter)
+        meter.close()
+        peak = max(p for _, p in meter.samples)
+        return dict(row, pss_peak_gib=peak / 2**30, pss_peak_bytes=peak)
     t_build = time.perf_counter()
     c = build(spec)
     build_s = time.perf_counter() - t_build
@@ -73,19 +80,21 @@ def measure(spec: RunSpec) -> dict:
         t = time.perf_counter()
         next_batch()
         lat.append(time.perf_counter() - t)
-    # the interval between batches in the second half of the warm-up is the production rate; drain until a
-    # batch has to be waited for a good part of it
+    # Drain what the workers made ahead (up to prefetch_factor x workers batches for stock), then on until a batch
+    # has to be waited for a good part of the production interval (the second half of the warm-up's).
     interval = statistics.mean(lat[len(lat) // 2:]) if lat else 0.0
     drained = 0
-    while drained < 1000:
+    while drained < c.queued_batches + 1000:
         t = time.perf_counter()
         next_batch()
         drained += 1
-        if time.perf_counter() - t > 0.5 * interval:
+        if drained >= c.queued_batches and time.perf_counter() - t > 0.5 * interval:
             break
+    # every worker process delivers at least two timed batches (its batches arrive in bursts)
+    n_batches = max(spec.batches, 2 * c.workers) if spec.kind == "stock" else spec.batches
     t0, c0 = time.perf_counter(), meter.cpu_seconds()
     n_img = 0
-    for _ in range(spec.batches):
+    for _ in range(n_batches):
         batch = next_batch()
         n_img += len(batch["im_file"])
         if getattr(batch["img"], "is_cuda", False):  # batches on the GPU: count one when its pixels exist
@@ -100,10 +109,10 @@ def measure(spec: RunSpec) -> dict:
     timed = [p for t, p in meter.samples if t0 <= t <= t1] or [meter.samples[-1][1]]
     peak = max(p for _, p in meter.samples)
     row = {"name": spec.name, "kind": spec.kind, "workers_requested": spec.workers, "workers_effective": c.workers,
-           "img_s": n_img / (t1 - t0), "it_s": spec.batches / (t1 - t0), "cpu_s_per_img": (c1 - c0) / n_img,
+           "img_s": n_img / (t1 - t0), "it_s": n_batches / (t1 - t0), "cpu_s_per_img": (c1 - c0) / n_img,
            "cores_busy": (c1 - c0) / (t1 - t0), "pss_peak_gib": peak / 2**30, "pss_peak_bytes": peak,
            "pss_steady_gib": statistics.median(timed) / 2**30, "warmup_batches": warm, "drained_batches": drained,
-           "build_s": build_s, "images_timed": n_img, **c.extra()}
+           "build_s": build_s, "images_timed": n_img, "batches_timed": n_batches, **c.extra()}
     if spec.kind == "dali" and row.get("device") != "cuda":
         row["name"] = f"{spec.name} (CPU-only mode)"
     if c.close:

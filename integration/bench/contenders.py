@@ -15,11 +15,14 @@ __all__ = ["Contender", "build", "decode_only"]
 @dataclass
 class Contender:
     """A built loader: ``workers`` it really runs, ``buffered_images`` its mosaic buffers hold when full (the
-    warm-up target), ``close``, and ``extra()`` (figures for the row once the run is over)."""
+    warm-up target), ``queued_batches`` how many finished batches it can hold ahead of the consumer (drained
+    before timing: timing a queue measures the queue), ``close``, and ``extra()`` (figures for the row once the
+    run is over)."""
 
     loader: object
     workers: int
     buffered_images: int
+    queued_batches: int
     close: object
     extra: object
 
@@ -53,7 +56,9 @@ def _stock(spec: RunSpec) -> Contender:
             return {"cache_bytes": int(sum(f.stat().st_size for f in ds.npy_files if f.exists()))}
         return {}
 
-    return Contender(dl, dl.num_workers, buffer * max(dl.num_workers, 1), getattr(dl, "close", None), extra)
+    w = max(dl.num_workers, 1)  # DataLoader: prefetch_factor (4) batches per worker, one more being made by each
+    return Contender(dl, dl.num_workers, buffer * w, 4 * w + w if dl.num_workers else 0, getattr(dl, "close", None),
+                     extra)
 
 
 def _ours(spec: RunSpec) -> Contender:
@@ -71,7 +76,8 @@ def _ours(spec: RunSpec) -> Contender:
             out.update(dali_fallbacks=st["dali_fallbacks"], tile_buffer_device=st["tile_buffer"]["device"])
         return out
 
-    return Contender(dl, dl.num_workers, dl.planner.buffer_len + 2 * spec.batch, dl.close, extra)
+    return Contender(dl, dl.num_workers, dl.planner.buffer_len + 2 * spec.batch, dl.config.prefetch + 1, dl.close,
+                     extra)
 
 
 def build(spec: RunSpec) -> Contender:

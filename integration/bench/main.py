@@ -1,16 +1,25 @@
 """Loader comparison: ours vs the stock Ultralytics loader, in one run, on the same files.
 
-    yolo-loader bench [--data DATA.yaml] [--imgsz 896] [--batch 32] [--workers 8,12]
-                      [--batches 10] [--rounds 1] [--no-forced] [--json out.json]
+    yolo-loader bench [--preset main|seed|quick] [--data DATA.yaml] [--imgsz 896] [--batch 32]
+                      [--workers 8,12] [--batches 12] [--rounds 3] [--train] [--json out.json]
 
-(also ``python benchmarks/compare.py ...``). Without ``--data`` the demo set is generated
-in ``.demo/bench`` (1200 images, 1920x1080: several times Ultralytics' mosaic buffer).
+(also ``python benchmarks/compare.py ...``). Presets (explicit options override them):
+
+* ``main`` (default, ``make bench``): 896 px, batch 32, on the demo set generated in ``.demo/bench``
+  (1200 images of 1920x1080: 4.7x the stock mosaic buffer of 255, so most samples are fresh decodes);
+  3 interleaved rounds of the throughput rows, one round of the RAM rows (forced stock, DALI CPU-only).
+* ``seed``: the reported configuration: 896 px, batch 128, stock with 8 and 12 workers (capped and
+  forced), ours at 8, 12 and auto, on ``.demo/seed`` (4000 images: 4x the 1000-image buffer of batch
+  128, the fresh-decode regime). A forced stock row whose projected RAM does not fit this machine is not
+  run; its projection is reported instead.
+* ``quick``: a CI-sized smoke run (48 small images, imgsz 320, batch 8, one round).
 
 Every contender runs in its own subprocess (``child.py``):
 
 * ``stock-wN``: Ultralytics' real ``build_yolo_dataset`` + ``build_dataloader`` with
   ``workers=N`` (default hyperparameters). ``build_dataloader`` caps workers at
-  ``cpu_count // n_gpu``: the effective count is reported.
+  ``cpu_count // n_gpu``: the effective count is reported, and a second N that caps to the same
+  processes is not run twice.
 * ``stock-wN-forced``: the same dataset in Ultralytics' ``InfiniteDataLoader`` with exactly
   N worker processes (what ``build_dataloader`` builds on a machine with enough cores):
   reproduces the user's 8/12-worker RAM on a small machine.
@@ -18,10 +27,13 @@ Every contender runs in its own subprocess (``child.py``):
 * ``dali``: the DALI engine (flagged "CPU-only mode" without a GPU).
 * ``decode-only``: cv2.imdecode of the same JPEGs on every core, full size and DCT-reduced:
   the ceiling of any loader without a pixel cache.
+* ``--train``: ``train-stock``, ``train-cpu`` (``train-dali`` on a GPU) and ``train-synthetic``: real
+  Ultralytics training iterations per second with each loader, and with pre-made batches already on the
+  device (the ceiling for that model): ``train.py``.
 
-Reported: images/s, it/s, speed-up vs the reference stock configuration, CPU seconds per image
-(process tree), PSS of the process tree (peak, and median over the timed phase).
-Rounds are interleaved; medians over rounds are reported.
+Reported per row: images/s (median, min-max over rounds), it/s, speed-up vs the best stock row (``~``
+where the spreads overlap: not distinguishable), CPU ms per image (process tree), cores busy, PSS of the
+process tree (peak, and median over the timed phase); under the table, a plain-words headline.
 """
 
 from __future__ import annotations
@@ -36,14 +48,14 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from .report import plot, print_table, summarize
+from .report import headline, plot, print_table, summarize, train_rows
 from .spec import RunSpec
 
-__all__ = ["run", "run_child", "contenders", "add_arguments", "main", "DEMO_DIR", "ROOT"]
+__all__ = ["run", "run_child", "contenders", "add_arguments", "main", "projected_stock_ram", "memory_guard", "PRESETS", "DEMO_DIR",
+           "ROOT"]
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_DIR = Path(".demo/bench")
-DEMO_COUNT = 1200
 
 
 def run_child(spec: RunSpec, timeout: float) -> dict:
@@ -61,46 +73,147 @@ def run_child(spec: RunSpec, timeout: float) -> dict:
         return json.loads(result.read_text())
 
 
+PRESETS = {
+    "main": dict(imgsz=896, batch=32, workers="8,12", batches=12, rounds=3, heavy_rounds=1, demo=("bench", 1200),
+                 forced=True, train_imgsz=320, train_batch=8, train_rounds=2),
+    "seed": dict(imgsz=896, batch=128, workers="8,12", batches=4, rounds=2, heavy_rounds=1, demo=("seed", 4000),
+                 forced=True, train_imgsz=896, train_batch=128, train_rounds=2),
+    "quick": dict(imgsz=320, batch=8, workers="2", batches=4, rounds=1, heavy_rounds=1, demo=("quick", 48),
+                  forced=False, warmup=2, train_imgsz=160, train_batch=4, train_rounds=1),
+}
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def projected_stock_ram(workers: int, batch: int, imgsz: int, image_bytes: float) -> float:
+    """Bytes a stock loader with ``workers`` processes reaches with full mosaic buffers and a full prefetch queue:
+    per worker ~0.3 GiB of Python and torch plus its buffer of min(8 x batch, 1000) images, the main process
+    ~0.4 GiB, and prefetch_factor (4) batches per worker waiting in shared memory (design.md section 6)."""
+    buffer = min(8 * batch, 1000)
+    return workers * (0.3 * 2**30 + buffer * image_bytes) + 4 * workers * batch * imgsz * imgsz * 3 + 0.4 * 2**30
+
+
 def contenders(a) -> list[RunSpec]:
+    """The contender matrix. Heavy rows (forced stock, DALI in CPU-only mode, plain decoding) carry
+    ``rounds=a.heavy_rounds``; the throughput rows run every round."""
     base = dict(data=str(a.data), imgsz=a.imgsz, batch=a.batch, batches=a.batches, warmup=a.warmup)
-    out = [RunSpec(kind="decode", name="decode-only", **base)]
+    out = [(RunSpec(kind="decode", name="decode-only", **base), a.heavy_rounds)]
+    capped = {}
     for w in a.workers:
-        out.append(RunSpec(kind="stock", name=f"stock-w{w}", workers=w, **base))
+        eff = min(w, _cores())
+        if eff in capped:  # build_dataloader caps both at the core count: the same loader, run once
+            print(f"stock-w{w}: build_dataloader caps it at {eff} processes, as stock-w{capped[eff]}: not run twice",
+                  flush=True)
+            continue
+        capped[eff] = w
+        out.append((RunSpec(kind="stock", name=f"stock-w{w}", workers=w, **base), a.rounds))
     if a.forced:
         for w in a.workers:
-            if w > (os.cpu_count() or 1):
-                out.append(RunSpec(kind="stock", name=f"stock-w{w}-forced", workers=w, forced=True, **base))
-    for w in a.workers:
-        out.append(RunSpec(kind="ours", name=f"cpu-w{w}", workers=w, **base))
-    out.append(RunSpec(kind="ours", name="cpu-auto", workers="auto", **base))
-    out.append(RunSpec(kind="dali", name="dali", workers=0, **base))
+            if w > _cores():
+                out.append((RunSpec(kind="stock", name=f"stock-w{w}-forced", workers=w, forced=True, **base),
+                            a.heavy_rounds))
+    for w in a.cpu_workers:
+        out.append((RunSpec(kind="ours", name=f"cpu-w{w}", workers=w, **base), a.rounds))
+    out.append((RunSpec(kind="ours", name="cpu-auto", workers="auto", **base), a.rounds))
+    out.append((RunSpec(kind="dali", name="dali", workers=0, **base), a.heavy_rounds))
     for mode in a.cache or []:  # cached regimes: build time is reported apart (build_s), then steady state
         w = a.workers[0]
-        out.append(RunSpec(kind="stock", name=f"stock-w{w}-{mode}", workers=w, cache=mode, **base))
-        out.append(RunSpec(kind="ours", name=f"cpu-w{w}-{mode}", workers=w, cache=mode, **base))
+        out.append((RunSpec(kind="stock", name=f"stock-w{w}-{mode}", workers=w, cache=mode, **base), a.rounds))
+        out.append((RunSpec(kind="ours", name=f"cpu-w{w}-{mode}", workers=w, cache=mode, **base), a.rounds))
+    if a.train:
+        from loader.device import cuda_usable
+
+        gpu = cuda_usable()[0]
+        tr = dict(data=str(a.data), imgsz=a.train_imgsz, batch=a.train_batch, batches=a.train_iters,
+                  warmup=a.train_warmup, model=a.train_model or ("yolo11s.yaml" if gpu else "yolo11n.yaml"),
+                  device="0" if gpu else "cpu")
+        names = ["stock", "cpu"] + (["dali"] if gpu else []) + ["synthetic"]
+        out += [(RunSpec(kind="train", name=f"train-{t}", train=t, **tr), a.train_rounds) for t in names]
     delays = json.loads(os.environ.get("YOLO_LOADER_BENCH_DELAY", "{}"))  # deliberately slowed rows (gate tests)
-    return [replace(s, delay=float(delays.get(s.name, 0.0))) for s in out]
+    return [(replace(s, delay=float(delays.get(s.name, 0.0))), r) for s, r in out]
+
+
+def memory_guard(spec: RunSpec) -> dict | None:
+    """A forced stock row that would not fit this machine's memory: its row (not run, projection), else None."""
+    import psutil
+
+    if spec.kind != "stock" or not spec.forced:
+        return None
+    from loader.dataset import build_index
+    from loader.plan import Planner
+
+    index = build_index(spec.data, verbose=False)
+    image_bytes = float((Planner(index, spec.imgsz, augment=False).load_shapes.prod(1) * 3).mean())
+    need = projected_stock_ram(spec.workers, spec.batch, spec.imgsz, image_bytes)
+    avail = psutil.virtual_memory().available
+    if need <= 0.8 * avail:
+        return None
+    return {"name": spec.name, "kind": "stock", "workers_requested": spec.workers, "workers_effective": spec.workers,
+            "not_run": f"needs ~{need / 2**30:.1f} GiB (projected), {avail / 2**30:.1f} GiB available",
+            "pss_projected_gib": need / 2**30}
 
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--result", help=argparse.SUPPRESS)
-    ap.add_argument("--data", type=Path, help="data.yaml (default: the demo set, generated when missing)")
-    ap.add_argument("--imgsz", type=int, default=896)
-    ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--workers", default="8,12", help="worker counts for stock-wN and cpu-wN (default 8,12)")
-    ap.add_argument("--batches", type=int, default=10)
-    ap.add_argument("--rounds", type=int, default=1)
-    ap.add_argument("--no-forced", dest="forced", action="store_false")
+    ap.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                    help="main (default): 896 px batch 32, 3 rounds; seed: the reported 896 px batch 128 setting; "
+                         "quick: a CI smoke run")
+    ap.add_argument("--data", type=Path, help="data.yaml (default: the preset's demo set, generated when missing)")
+    ap.add_argument("--imgsz", type=int, default=None)
+    ap.add_argument("--batch", type=int, default=None)
+    ap.add_argument("--workers", default=None, help="worker counts for stock-wN (default 8,12)")
+    ap.add_argument("--cpu-workers", default=None, help="painter threads for cpu-wN rows (default: --workers; "
+                                                        "the main preset: the first only)")
+    ap.add_argument("--batches", type=int, default=None, help="timed batches per contender")
+    ap.add_argument("--rounds", type=int, default=None, help="interleaved rounds of the throughput rows")
+    ap.add_argument("--heavy-rounds", type=int, default=None, help="rounds of forced stock, DALI CPU-only, decode")
+    ap.add_argument("--no-forced", dest="forced", action="store_false", default=None)
     ap.add_argument("--only", default=None, help="comma-separated contender names")
     ap.add_argument("--json", type=Path, help="write the table as JSON (default .demo/bench.json)")
     ap.add_argument("--plot", type=Path, help="write a PNG chart, it/s and RAM (default next to the JSON)")
-    ap.add_argument("--quick", action="store_true",
-                    help="a small demo set, imgsz 320, batch 8, few batches, no forced stock (CI smoke run)")
+    ap.add_argument("--quick", action="store_true", help="the quick preset")
     ap.add_argument("--warmup", type=int, default=None, help="warm-up batches (default: until buffers are full)")
     ap.add_argument("--cache", type=lambda t: [m for m in t.split(",") if m], default=[],
                     help="also compare cached regimes: ram, disk or ram,disk (stock and ours at the first worker count)")
+    ap.add_argument("--train", action="store_true", help="also training rows: train-stock, train-cpu (train-dali "
+                                                         "on a GPU), train-synthetic")
+    ap.add_argument("--train-imgsz", type=int, default=None)
+    ap.add_argument("--train-batch", type=int, default=None)
+    ap.add_argument("--train-iters", type=int, default=8, help="timed training iterations")
+    ap.add_argument("--train-warmup", type=int, default=3)
+    ap.add_argument("--train-rounds", type=int, default=None)
+    ap.add_argument("--train-model", default=None, help="model yaml (default yolo11n.yaml on a CPU, yolo11s.yaml on "
+                                                        "a GPU)")
     ap.add_argument("--timeout", type=float, default=900)
+
+
+def _apply_preset(a) -> None:
+    preset = PRESETS["quick" if a.quick else (a.preset or "main")]
+    a.preset = "quick" if a.quick else (a.preset or "main")
+    for k, v in preset.items():
+        if k != "demo" and getattr(a, k, None) is None:
+            setattr(a, k, v)
+    a.workers = [int(w) for w in str(a.workers).split(",")]
+    if a.cpu_workers is None:
+        a.cpu_workers = a.workers[:1] if a.preset == "main" else a.workers
+    else:
+        a.cpu_workers = [int(w) for w in str(a.cpu_workers).split(",")]
+    if a.data is None:
+        from loader.demo_data import make_demo_dataset
+
+        name, count = preset["demo"]
+        demo = DEMO_DIR.with_name(name)
+        a.data = demo.resolve() / "data.yaml"
+        if not a.data.exists():
+            size = (640, 360) if a.preset == "quick" else (1920, 1080)
+            print(f"generating the demo set in {demo} ({count} images, {size[0]}x{size[1]}) ...", flush=True)
+            make_demo_dataset(demo, count=count, size=size)
 
 
 def _progress(k: int, n: int, name: str, msg: str) -> None:
@@ -113,41 +226,39 @@ def run(a) -> int:
         from .child import child_main
 
         return child_main(a.child, a.result)
-    if a.quick:
-        a.imgsz, a.batch, a.batches, a.forced = 320, 8, 4, False
-        a.workers = "2" if a.workers == "8,12" else a.workers
-        a.warmup = 2 if a.warmup is None else a.warmup
-    if a.data is None:
-        from loader.demo_data import make_demo_dataset
-
-        demo = DEMO_DIR.with_name("quick") if a.quick else DEMO_DIR
-        a.data = demo.resolve() / "data.yaml"
-        if not a.data.exists():
-            count, size = (48, (640, 360)) if a.quick else (DEMO_COUNT, (1920, 1080))
-            print(f"generating the demo set in {demo} ({count} images, {size[0]}x{size[1]}) ...", flush=True)
-            make_demo_dataset(demo, count=count, size=size)
-    a.workers = [int(w) for w in str(a.workers).split(",")]
+    _apply_preset(a)
     specs = contenders(a)
     if a.only:
         keep = set(a.only.split(","))
-        specs = [s for s in specs if s.name in keep]
-    rounds, total, k = [], a.rounds * len(specs), 0
-    for r_i in range(a.rounds):
+        specs = [(s, r) for s, r in specs if s.name in keep]
+    n_rounds = max((r for _, r in specs), default=0)
+    rounds, total, k = [], sum(r for _, r in specs), 0
+    t_start = time.perf_counter()
+    for r_i in range(n_rounds):
         rows = []
-        for s in specs:
+        for s, r in specs:
+            if r_i >= r:
+                continue
             t0 = time.perf_counter()
-            r = run_child(s, a.timeout)
-            rows.append(r)
+            row = memory_guard(s) or run_child(s, a.timeout)
+            rows.append(row)
             k += 1
-            msg = r.get("error", "").strip().splitlines()[-1] if "error" in r else f"{r['img_s']:.1f} img/s"
+            msg = row["error"].strip().splitlines()[-1] if "error" in row and row["error"].strip() else \
+                f"not run: {row['not_run']}" if "not_run" in row else \
+                f"{row['img_s']:.1f} img/s" + (f", {row['it_s']:.2f} it/s" if row.get("kind") == "train" else "")
             _progress(k, total, f"round {r_i + 1} {s.name}", f"{msg} ({time.perf_counter() - t0:.0f}s)")
         rounds.append(rows)
     table = summarize(rounds, reference=f"stock-w{a.workers[0]}")
-    title = (f"{Path(a.data).parent.name}: imgsz={a.imgsz} batch={a.batch} cores={os.cpu_count()} "
+    train_rows(table)
+    title = (f"{Path(a.data).parent.name}: preset {a.preset}, imgsz={a.imgsz} batch={a.batch} cores={_cores()} "
              f"rounds={a.rounds} timed batches={a.batches}")
     print()
     print(title)
     print_table(table)
+    print()
+    for line in headline(table):
+        print(line)
+    print(f"({time.perf_counter() - t_start:.0f} s)")
     out = a.json or DEMO_DIR.with_name("bench.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(table, indent=1))

@@ -1,14 +1,18 @@
-"""The bench's report: rows of several rounds summarized (medians), the table, the PNG chart."""
+"""The bench's report: rows of several rounds summarized (median and min-max spread), which differences the spreads
+can tell apart, a plain-words headline, the table and the PNG chart."""
 
 from __future__ import annotations
 
 import statistics
 from pathlib import Path
 
-__all__ = ["summarize", "print_table", "plot"]
+__all__ = ["summarize", "distinguishable", "headline", "train_rows", "print_table", "plot"]
 
 
 def summarize(rounds: list[list[dict]], reference: str | None = None) -> list[dict]:
+    """One row per contender: medians over its rounds, ``img_s_min`` / ``img_s_max`` (and ``it_s_*``), ``rounds``;
+    ``speedup_vs_best_stock`` against the stock row with the best median (``best_stock``), ``speedup`` against
+    ``reference``; ``distinguishable_from_best_stock``: whether the two rows' min-max spreads do not overlap."""
     by_name: dict[str, list[dict]] = {}
     for rows in rounds:
         for r in rows:
@@ -23,40 +27,110 @@ def summarize(rounds: list[list[dict]], reference: str | None = None) -> list[di
         for k, v in ok[0].items():
             if isinstance(v, float):
                 row[k] = statistics.median(r[k] for r in ok)
+        for k in ("img_s", "it_s"):
+            if k in row:
+                row[f"{k}_min"], row[f"{k}_max"] = min(r[k] for r in ok), max(r[k] for r in ok)
         row["rounds"] = len(ok)
+        if len(ok) < len(rs):
+            row["failed_rounds"] = len(rs) - len(ok)
         table.append(row)
-    stock = [r for r in table if r["name"].startswith("stock") and "error" not in r]
+    stock = [r for r in table if r["name"].startswith("stock") and "img_s" in r]
     best = max(stock, key=lambda r: r["img_s"]) if stock else None
     ref = next((r for r in table if r["name"] == reference and "error" not in r), None)
     for r in table:
-        if "img_s" not in r or r["name"] == "decode-only":
+        if "img_s" not in r or r["name"] == "decode-only" or "workers_effective" not in r:
             continue
         if best:
             r["speedup_vs_best_stock"] = r["img_s"] / best["img_s"]
             r["best_stock"] = best["name"]
+            if r is not best:
+                r["distinguishable_from_best_stock"] = distinguishable(r, best)
         if ref:
             r["speedup"], r["speedup_reference"] = r["img_s"] / ref["img_s"], ref["name"]
     return table
 
 
+def distinguishable(a: dict, b: dict) -> bool | None:
+    """Whether the images/s spreads (min-max over rounds) of two rows do not overlap; None with a single round
+    on either side (no spread to compare)."""
+    if a.get("rounds", 1) < 2 or b.get("rounds", 1) < 2:
+        return None
+    return a["img_s_min"] > b["img_s_max"] or b["img_s_min"] > a["img_s_max"]
+
+
+def train_rows(table: list[dict]) -> None:
+    """Each training row's ``fraction_of_synthetic``: its it/s over the pre-made-batches ceiling's."""
+    syn = next((r for r in table if r["name"] == "train-synthetic" and "it_s" in r), None)
+    for r in table:
+        if r.get("kind") == "train" and "it_s" in r and syn:
+            r["fraction_of_synthetic"] = r["it_s"] / syn["it_s"]
+
+
+def _workers(r: dict) -> str:
+    req = r.get("workers_requested")
+    req = "auto" if req in (0, "0", None, "auto") else str(req)
+    eff = str(r.get("workers_effective"))
+    return eff if req == eff else f"{eff} (of {req})"
+
+
+def headline(table: list[dict], ours: str = "cpu-auto") -> list[str]:
+    """Plain words under the table: ours vs the best stock configuration, and what stock's workers really ran."""
+    rows = {r["name"]: r for r in table if "error" not in r}
+    o = rows.get(ours)
+    if o is None or "best_stock" not in o:
+        return [f"{ours} or every stock row failed: no comparison"]
+    s = rows[o["best_stock"]]
+    d = o.get("distinguishable_from_best_stock")
+    verdict = {True: "the spreads do not overlap", False: "NOT distinguishable: the spreads overlap",
+               None: "one round: no spread to tell them apart"}[d]
+    out = [f"{ours}: {o['img_s']:.1f} img/s ({o['img_s_min']:.1f}-{o['img_s_max']:.1f} over {o['rounds']} rounds) vs "
+           f"the best stock configuration, {s['name']} ({_workers(s)} worker processes): {s['img_s']:.1f} img/s "
+           f"({s['img_s_min']:.1f}-{s['img_s_max']:.1f}): {o['img_s'] / s['img_s']:.2f}x, {verdict}.",
+           f"CPU per image: {1000 * o['cpu_s_per_img']:.1f} ms vs {1000 * s['cpu_s_per_img']:.1f} ms; "
+           f"peak RAM (PSS of the process tree): {o['pss_peak_gib']:.2f} vs {s['pss_peak_gib']:.2f} GiB."]
+    stock = [r for r in rows.values() if r["name"].startswith("stock") and "workers_effective" in r]
+    if stock:
+        ran = "; ".join(f"{r['name']} ran {r['workers_effective']} processes, "
+                        + (f"{r['pss_peak_gib']:.2f} GiB" if "pss_peak_gib" in r else
+                           f"not run ({r['not_run']})") for r in sorted(stock, key=lambda r: r["name"]))
+        out.append(f"Stock as configured: {ran}.")
+    train = [r for r in rows.values() if r.get("kind") == "train" and "fraction_of_synthetic" in r]
+    if train:
+        out.append("Training (" + f"{train[0]['model']} on {train[0]['device']}): " + "; ".join(
+            f"{r['name']} {r['it_s']:.2f} it/s = {r['fraction_of_synthetic']:.2f} of the synthetic ceiling"
+            for r in train) + ".")
+    return out
+
+
 def print_table(table: list[dict]) -> None:
-    cols = ("name", "workers", "img/s", "it/s", "x reference", "CPU s/img", "cores busy", "PSS peak GiB",
-            "PSS steady GiB")
+    cols = ("name", "workers", "img/s (median)", "min-max", "it/s", "x best stock", "CPU ms/img", "cores busy",
+            "PSS peak GiB", "PSS steady GiB", "rounds")
     print(" | ".join(f"{c:>14s}" for c in cols))
     for r in table:
         if "error" in r:
-            print(f"{r['name']:>14s} | ERROR {r['error'].splitlines()[-1] if r['error'] else ''}")
+            print(f"{r['name']:>14s} | ERROR {r['error'].strip().splitlines()[-1] if r['error'].strip() else ''}")
             continue
         if r["name"] == "decode-only":
             print(f"{r['name']:>14s} | {r['threads']:>14} | {r['img_s']:14.1f} | {'':>14s} | {'':>14s} | "
                   f"(reduced 1/2 decode: {r['img_s_reduced']:.1f} img/s)")
             continue
-        w = f"{r['workers_effective']}" + (f" (of {r['workers_requested']})"
-                                            if str(r["workers_requested"]) != str(r["workers_effective"]) else "")
-        print(f"{r['name']:>14s} | {w:>14s} | {r['img_s']:14.1f} | {r['it_s']:14.2f} | "
-              f"{r.get('speedup', 0):14.2f} | {r['cpu_s_per_img']:14.4f} | {r.get('cores_busy', 0):14.2f} | "
-              f"{r['pss_peak_gib']:14.2f} | "
-              f"{r['pss_steady_gib']:14.2f}")
+        if "not_run" in r:
+            print(f"{r['name']:>14s} | {_workers(r):>14s} | not run: {r['not_run']}")
+            continue
+        if r.get("kind") == "train":
+            f = r.get("fraction_of_synthetic")
+            print(f"{r['name']:>14s} | {r['trainer']:>14s} | {r['img_s']:14.1f} | "
+                  f"{r['img_s_min']:6.1f}-{r['img_s_max']:<7.1f} | {r['it_s']:14.2f} | "
+                  f"{'' if f is None else f'{f:.2f} of synth':>14s} | {'':>14s} | {'':>14s} | "
+                  f"{r['pss_peak_gib']:14.2f} | {'':>14s} | {r.get('rounds', 1):>14}")
+            continue
+        d = r.get("distinguishable_from_best_stock")
+        x = f"{r.get('speedup_vs_best_stock', 0):.2f}" + ("" if d is None or d else " ~")
+        print(f"{r['name']:>14s} | {_workers(r):>14s} | {r['img_s']:14.1f} | "
+              f"{r['img_s_min']:6.1f}-{r['img_s_max']:<7.1f} | {r['it_s']:14.2f} | {x:>14s} | "
+              f"{1000 * r['cpu_s_per_img']:14.1f} | {r.get('cores_busy', 0):14.2f} | {r['pss_peak_gib']:14.2f} | "
+              f"{r['pss_steady_gib']:14.2f} | {r.get('rounds', 1):>14}")
+    print("(~: not distinguishable from the best stock row: their min-max spreads overlap)")
 
 
 def plot(table: list[dict], path: Path, title: str) -> None:
@@ -65,12 +139,15 @@ def plot(table: list[dict], path: Path, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [r for r in table if "error" not in r and r["name"] != "decode-only"]
+    rows = [r for r in table if "error" not in r and r["name"] != "decode-only" and "it_s" in r
+            and r.get("kind") != "train"]
     names = [r["name"] for r in rows]
     colors = ["tab:gray" if n.startswith("stock") else "tab:green" for n in names]
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
-    a1.barh(names, [r["it_s"] for r in rows], color=colors)
-    a1.set_xlabel("it/s (higher is better)")
+    err = [[r["it_s"] - r.get("it_s_min", r["it_s"]) for r in rows], [r.get("it_s_max", r["it_s"]) - r["it_s"]
+                                                                       for r in rows]]
+    a1.barh(names, [r["it_s"] for r in rows], color=colors, xerr=err)
+    a1.set_xlabel("it/s, median and min-max over rounds (higher is better)")
     a2.barh(names, [r["pss_peak_gib"] for r in rows], color=colors)
     a2.set_xlabel("peak PSS of the process tree, GiB (lower is better)")
     a2.set_yticklabels([])

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, fields
 
 __all__ = ["RunSpec", "KINDS"]
 
-KINDS = ("decode", "stock", "ours", "dali")
+KINDS = ("decode", "stock", "ours", "dali", "train")
 
 
 @dataclass(frozen=True)
@@ -19,7 +19,9 @@ class RunSpec:
     with exactly ``workers`` processes (Ultralytics' InfiniteDataLoader), not capped at the core count.
     ``batches``: timed batches; ``warmup``: batches before timing (None: until buffers are full).
     ``cache``: None, "ram" or "disk". ``delay``: seconds slept per timed batch (a deliberately slowed
-    contender, for the gate tests)."""
+    contender, for the gate tests). Training rows (kind ``train``): ``train`` (``stock``, ``cpu``, ``dali`` or
+    ``synthetic``), ``model`` (a yaml: no weights), ``device`` (``cpu`` or a CUDA index); ``batches`` timed
+    iterations after ``warmup``."""
 
     kind: str
     name: str
@@ -34,6 +36,9 @@ class RunSpec:
     dali_threads: int | None = None
     hw_decoder_load: float | None = None
     delay: float = 0.0
+    train: str | None = None
+    model: str = "yolo11n.yaml"
+    device: str = "cpu"
 
     def __post_init__(self):
         if self.kind not in KINDS:

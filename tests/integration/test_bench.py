@@ -19,11 +19,11 @@ GiB = 2**30
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
-    """One `yolo-loader bench --quick` with cpu-w2 deliberately slowed (1 s per timed batch)."""
+    """One `yolo-loader bench --quick --train` with cpu-w2 deliberately slowed (1 s per timed batch)."""
     cwd = tmp_path_factory.mktemp("bench")
     exe = Path(sys.executable).with_name("yolo-loader")
     env = dict(os.environ, YOLO_LOADER_BENCH_DELAY=json.dumps({"cpu-w2": 1.0}))
-    r = subprocess.run([str(exe), "bench", "--quick", "--json", str(cwd / "out.json")], cwd=cwd, env=env,
+    r = subprocess.run([str(exe), "bench", "--quick", "--train", "--json", str(cwd / "out.json")], cwd=cwd, env=env,
                        capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:] + r.stdout[-2000:]
     return cwd, r.stdout
@@ -45,8 +45,40 @@ def test_quick_bench_writes_json_png_and_a_table(quick_run):
     assert "error" not in dali and dali["device"] in ("cpu", "cuda") and dali["img_s"] > 0
     assert dali["dali_fallbacks"] == 0 and dali["tile_buffer_device"] == dali["device"]
     assert (cwd / "out.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "x reference" in out and "[####################]" in out
+    assert "x best stock" in out and "[####################]" in out
+    assert "cpu-auto:" in out and "vs the best stock configuration" in out and "Stock as configured" in out
+    for r in rows:
+        if "img_s" in r and r["name"] != "decode-only":
+            assert r["img_s_min"] <= r["img_s"] <= r["img_s_max"] and r["rounds"] == 1, r
     assert (cwd / ".demo" / "quick" / "data.yaml").exists()
+
+
+def test_training_rows_and_their_ceiling(quick_run):
+    """Real Ultralytics iterations with the stock loader, ours, and pre-made batches on the device (the ceiling)."""
+    cwd, out = quick_run
+    rows = {r["name"]: r for r in json.loads((cwd / "out.json").read_text())}
+    for name in ("train-stock", "train-cpu", "train-synthetic"):
+        r = rows[name]
+        assert "error" not in r, r
+        assert r["kind"] == "train" and r["it_s"] > 0 and r["iterations_timed"] == 8 and r["pss_peak_gib"] > 0.1
+        assert r["fraction_of_synthetic"] == pytest.approx(r["it_s"] / rows["train-synthetic"]["it_s"])
+    assert rows["train-synthetic"]["fraction_of_synthetic"] == 1.0
+    assert "of the synthetic ceiling" in out
+
+
+def test_spreads_and_distinguishability():
+    from integration.bench.report import distinguishable, summarize
+
+    rounds = [[{"name": "stock-w8", "img_s": v, "workers_effective": 2, "workers_requested": 8},
+               {"name": "cpu-auto", "img_s": u, "workers_effective": 2, "workers_requested": "auto"},
+               {"name": "cpu-w8", "img_s": w, "workers_effective": 8, "workers_requested": 8}]
+              for v, u, w in ((60.0, 90.0, 62.0), (70.0, 100.0, 75.0), (65.0, 95.0, 68.0))]
+    table = {r["name"]: r for r in summarize(rounds)}
+    assert table["cpu-auto"]["img_s_min"] == 90 and table["cpu-auto"]["img_s_max"] == 100
+    assert table["cpu-auto"]["img_s"] == 95 and table["cpu-auto"]["rounds"] == 3
+    assert table["cpu-auto"]["distinguishable_from_best_stock"] is True
+    assert table["cpu-w8"]["distinguishable_from_best_stock"] is False  # 62-75 overlaps 60-70
+    assert distinguishable({"rounds": 1}, {"rounds": 3}) is None
 
 
 def test_ratio_gate_fails_a_slowed_contender_and_passes_otherwise(quick_run):
@@ -133,3 +165,18 @@ def test_tuner_recommendation_is_per_engine(demo_set):
         assert dl.num_workers == 1
     with DetectionLoader(str(demo_set), imgsz=160, batch_size=4, backend="cpu") as dl:
         assert dl.num_workers == 3
+
+
+def test_a_forced_stock_row_that_cannot_fit_is_projected_not_run(demo_set):
+    from integration.bench import RunSpec
+    from integration.bench.main import memory_guard, projected_stock_ram
+
+    huge = RunSpec(kind="stock", name="stock-w64-forced", data=str(demo_set), imgsz=896, batch=128, workers=64,
+                   forced=True)
+    row = memory_guard(huge)
+    assert row["not_run"].startswith("needs ~") and row["pss_projected_gib"] > 64
+    small = RunSpec(kind="stock", name="stock-w3-forced", data=str(demo_set), imgsz=160, batch=4, workers=3,
+                    forced=True)
+    assert memory_guard(small) is None and memory_guard(RunSpec(kind="ours", name="cpu-auto", data="x")) is None
+    # 12 workers at batch 128, 896 px, 16:9 images: buffers of 1000 x 1.4 MB each plus 48 queued batches of 0.3 GB
+    assert 30 < projected_stock_ram(12, 128, 896, 896 * 504 * 3) / 2**30 < 40
