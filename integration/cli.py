@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
 import yaml
@@ -70,6 +71,7 @@ def _cmd_tune(a) -> int:
     sweep_workers = [int(w) for w in a.workers.split(",")] if a.workers else \
         sorted({1, cores, *range(2, min(2 * cores, 16) + 1, max(1, cores // 4))})
     rows = []
+    t0 = time.perf_counter()
     for k, w in enumerate(sweep_workers, 1):
         spec = RunSpec(kind="ours", name=f"cpu-w{w}", workers=w, data=str(data), imgsz=a.imgsz, batch=a.batch,
                        batches=a.batches, cache=a.cache)
@@ -78,7 +80,8 @@ def _cmd_tune(a) -> int:
         rows.append(r)
         msg = r["error"].strip().splitlines()[-1] if "error" in r else \
             f"{r['img_s']:.1f} img/s, PSS peak {r['pss_peak_gib']:.2f} GiB"
-        print(f"[{k}/{len(sweep_workers)}] workers={w}: {msg}", flush=True)
+        eta = (time.perf_counter() - t0) / k * (len(sweep_workers) - k)
+        print(f"[{k}/{len(sweep_workers)}] workers={w}: {msg} (ETA {eta:.0f}s)", flush=True)
     choice = tuner.choose(rows, budget, a.tolerance)
     print(f"\n{'workers':>8} | {'img/s':>8} | {'PSS peak GiB':>12} | fits {budget / 2**30:.1f} GiB")
     for r in rows:

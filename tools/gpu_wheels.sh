@@ -1,28 +1,23 @@
 #!/usr/bin/env bash
-# Fetch, on this (networked) machine, the wheels the GPU machine lacks for benchmarks/gpu_check.sh
-# (Python 3.12, CUDA 13): nvidia-dali and the needs its image does not hold (nvImageCodec, nvJPEG,
-# nvCOMP, a few pure-Python packages), and Ultralytics with its two small helpers (polars, which
-# Ultralytics imports only to plot, stays behind: 52 MiB).
-#
-# A device call carries at most 64 MiB and these come to ~250 MiB, so they are packed into one tar and
-# split into 60 MiB parts: .whl/parts/wheels.tar.partNN plus wheels.tar.sha256 (git ignores .whl/).
-# Carry one part per call, calls back to back while the machine is warm (an ignored path that a call
-# does not name in `carry` stays there); the last call carries the last part and the .sha256 file and
-# runs benchmarks/gpu_check.sh, which joins, verifies, unpacks and installs them offline.
+# Fetch, on this (networked) machine, what the GPU machine lacks for benchmarks/gpu_check.sh (Python 3.12, CUDA 13),
+# in the two sets its two phases carry (git ignores .whl/):
+#   .whl/phase1/   Ultralytics and its two small helpers (~11 MB): one device call, no DALI needed
+#   .whl/phase2/   nvidia-dali for CUDA 13 and the libraries its image does not hold (nvImageCodec, nvJPEG, nvCOMP,
+#                  a few pure-Python packages), unpacked, xz-compressed and split into 60 MiB parts
+#                  (tools/gpu_parts.py pack; manifest.json says the sizes and the seconds it took)
+# The call sequence that carries them is in benchmarks/README.md ("GPU check").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
 grep -qx "/.whl/" .git/info/exclude 2>/dev/null || echo "/.whl/" >> .git/info/exclude
-rm -rf .whl && mkdir -p .whl/dl .whl/parts
-"$PY" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-    --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
-    --platform manylinux2014_x86_64 -d .whl/dl \
-    nvidia-dali-cuda130==2.4.0 "nvidia-nvimgcodec-cu13>=0.9,<0.10" nvidia-libnvcomp-cu13==5.3.0.16 \
-    "nvidia-nvjpeg==13.*" astunparse gast optree nvtx makefun "libcst~=1.8" \
-    ultralytics==8.4.190 ultralytics-thop ultralytics-platform
-tar cf .whl/wheels.tar -C .whl/dl .
-sha256sum .whl/wheels.tar | awk '{print $1}' > .whl/parts/wheels.tar.sha256
-split -b 60M -d .whl/wheels.tar .whl/parts/wheels.tar.part
-rm -rf .whl/dl .whl/wheels.tar
-du -sh .whl/parts/*
-echo "carry .whl/parts/wheels.tar.partNN one per call; the last call also .whl/parts/wheels.tar.sha256"
+rm -rf .whl && mkdir -p .whl/phase1 .whl/dl-dali
+DL=("$PY" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp
+    --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64
+    --platform manylinux2014_x86_64)
+"${DL[@]}" -d .whl/phase1 ultralytics==8.4.190 ultralytics-thop ultralytics-platform
+"${DL[@]}" -d .whl/dl-dali nvidia-dali-cuda130==2.4.0 "nvidia-nvimgcodec-cu13>=0.9,<0.10" \
+    nvidia-libnvcomp-cu13==5.3.0.16 "nvidia-nvjpeg==13.*" "astunparse<=1.6.3" "gast<=0.7.0" optree nvtx makefun \
+    "libcst~=1.8"
+"$PY" tools/gpu_parts.py pack .whl/dl-dali .whl/phase2 --part-mib 60
+rm -rf .whl/dl-dali
+du -sh .whl/phase1 .whl/phase2/*

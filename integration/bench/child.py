@@ -108,7 +108,8 @@ def measure(spec: RunSpec) -> dict:
     meter.close()
     timed = [p for t, p in meter.samples if t0 <= t <= t1] or [meter.samples[-1][1]]
     peak = max(p for _, p in meter.samples)
-    row = {"name": spec.name, "kind": spec.kind, "workers_requested": spec.workers, "workers_effective": c.workers,
+    row = {"name": spec.name, "kind": spec.kind, "forced": spec.forced, "workers_requested": spec.workers,
+           "workers_effective": c.workers,
            "img_s": n_img / (t1 - t0), "it_s": n_batches / (t1 - t0), "cpu_s_per_img": (c1 - c0) / n_img,
            "cores_busy": (c1 - c0) / (t1 - t0), "pss_peak_gib": peak / 2**30, "pss_peak_bytes": peak,
            "pss_steady_gib": statistics.median(timed) / 2**30, "warmup_batches": warm, "drained_batches": drained,

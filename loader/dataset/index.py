@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from ..paths import cache_root
+from ..progress import Progress
 from .probe import FORMATS, REASONS, probe_pair
 from .source import DatasetError, Source, img2label_path, resolve_source
 from .strings import StringTable
@@ -226,14 +227,22 @@ class _Table:
         return cls(paths, details, **arrays)
 
 
-def _probe_all(args: list[tuple], workers: int | None) -> list:
+def _probe_all(args: list[tuple], workers: int | None, split: str = "") -> list:
     if workers is None:
         workers = min(os.cpu_count() or 1, 8) if len(args) >= _PARALLEL_MIN else 1
-    if workers <= 1:
-        return [probe_pair(a) for a in args]
-    chunk = max(64, len(args) // (workers * 8))
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as ex:
-        return list(ex.map(probe_pair, args, chunksize=chunk))
+    out = []
+    with Progress(f"indexing {split}".strip(), len(args), "files") as bar:
+        if workers <= 1:
+            for a in args:
+                out.append(probe_pair(a))
+                bar.update()
+            return out
+        chunk = max(64, len(args) // (workers * 8))
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as ex:
+            for r in ex.map(probe_pair, args, chunksize=chunk):
+                out.append(r)
+                bar.update()
+    return out
 
 
 def _cache_key(src: Source, source, num_cls, single_cls) -> str:
@@ -288,7 +297,7 @@ def build_index(source, split: str = "train", *, names=None, cache: bool | str |
                     reuse[k] = old.result(j)
             state = f"updated ({len(im_files) - len(reuse)} re-checked, {len(old.paths) - len(reuse)} stale)"
         todo = [k for k in range(len(im_files)) if k not in reuse]
-        fresh = _probe_all([(im_files[k], lb_files[k], num_cls, single_cls) for k in todo], workers)
+        fresh = _probe_all([(im_files[k], lb_files[k], num_cls, single_cls) for k in todo], workers, src.split)
         results = [reuse.get(k) for k in range(len(im_files))]
         for k, r in zip(todo, fresh):
             results[k] = r

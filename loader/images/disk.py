@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ..paths import cache_root
+from ..progress import Progress
 
 __all__ = ["DiskCache", "default_root"]
 
@@ -109,15 +110,17 @@ class DiskCache:
 
         todo = [(src, hw, i) for src, hw, i in items if not self.fresh(src, hw)]
 
-        def one(job):
+        def one(job) -> int:
             src, hw, i = job
             try:
                 self.get(src, hw, lambda: decode(i))
             except OSError:
                 pass
+            return hw[0] * hw[1] * 3
 
-        with ThreadPoolExecutor(max(1, workers)) as ex:
-            list(ex.map(one, todo))
+        with ThreadPoolExecutor(max(1, workers)) as ex, Progress("disk cache", len(todo)) as bar:
+            for nbytes in ex.map(one, todo):
+                bar.update(1, nbytes)
         self.flush()
         return len(todo)
 

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from .._closing import Closing
+from ..progress import Progress
 
 __all__ = ["RamArena", "CacheTooLarge", "sweep_stale", "SHM_DIR"]
 
@@ -148,16 +149,18 @@ class RamArena(Closing):
             _HEAD.pack_into(mm, 0, _MAGIC, self.n, 0)
             view = np.frombuffer(mm, np.uint8)
 
-            def fill(i: int) -> None:
+            def fill(i: int) -> int:
                 im = load(i)
                 if im is None:
                     view[_HEAD.size + i] = 1
-                    return
+                    return i
                 a, b = self.data_start + self.offsets[i], self.data_start + self.offsets[i + 1]
                 view[a:b] = np.ascontiguousarray(im).reshape(-1)
+                return i
 
-            with ThreadPoolExecutor(max(1, workers)) as ex:
-                list(ex.map(fill, range(self.n)))
+            with ThreadPoolExecutor(max(1, workers)) as ex, Progress("RAM cache", self.n) as bar:
+                for i in ex.map(fill, range(self.n)):
+                    bar.update(1, int(self.offsets[i + 1] - self.offsets[i]))
             del view
             _HEAD.pack_into(mm, 0, _MAGIC, self.n, 1)
             mm.flush()

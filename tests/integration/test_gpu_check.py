@@ -1,0 +1,82 @@
+"""The GPU check's plumbing on this machine (GPU_CHECK_DRY=1): both phases run and report, missing or corrupt
+DALI parts stop phase 2 at once, and the exit-code contract."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.gpu_result import exit_code, summarize  # noqa: E402
+
+
+def _check(tmp_path, phase: str, parts: Path | None = None, timeout: int = 900):
+    out = tmp_path / "out"
+    env = dict(os.environ, GPU_CHECK_DRY="1", OUT=str(out), PYTHON=sys.executable)
+    if parts is not None:
+        env["GPU_CHECK_PARTS"] = str(parts)
+    r = subprocess.run(["bash", "benchmarks/gpu_check.sh", phase], cwd=ROOT, env=env, capture_output=True, text=True,
+                       timeout=timeout)
+    res = json.loads((out / "gpu_check.json").read_text()) if (out / "gpu_check.json").exists() else None
+    return r, res, out
+
+
+def _parts(tmp_path) -> Path:
+    """A real (tiny) set of parts, made by the same tool as the DALI wheels."""
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    with zipfile.ZipFile(wheels / "demo-1.0-py3-none-any.whl", "w") as z:
+        z.writestr("demo/__init__.py", "x = 1\n" * 50_000)
+    subprocess.run([sys.executable, "tools/gpu_parts.py", "pack", str(wheels), str(tmp_path / "parts"),
+                    "--part-mib", "1"], cwd=ROOT, check=True, capture_output=True)
+    return tmp_path / "parts"
+
+
+def test_dry_run_exercises_both_phases(tmp_path):
+    r, res, out = _check(tmp_path, "all", _parts(tmp_path))
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
+    assert res["works"] and res["meets_target"] is None and res["exit_code"] == 0
+    steps1, steps2 = res["phases"]["phase1"]["steps"], res["phases"]["phase2"]["steps"]
+    assert {"facts", "tests", "bench", "train"} <= set(steps1)
+    assert {"parts", "import", "tests", "bench", "dali-did-the-work", "train"} <= set(steps2)
+    for f in ("phase1-tests.xml", "phase2-tests.xml", "phase1-bench.json", "phase2-bench.json", "phase1-train.json",
+              "phase2-bench.log"):
+        assert (out / f).exists(), f
+    rows = {x["name"] for x in json.loads((out / "phase1-bench.json").read_text())}
+    assert {"stock-w8", "cpu-w8", "cpu-w12", "cpu-auto"} <= rows
+
+
+@pytest.mark.parametrize("damage", ["no-sha", "missing-part", "corrupt"])
+def test_missing_or_corrupt_parts_stop_phase_two_at_once(tmp_path, damage):
+    parts = _parts(tmp_path)
+    if damage == "no-sha":
+        (parts / "dali.tar.xz.sha256").unlink()
+    elif damage == "missing-part":
+        sorted(parts.glob("dali.tar.xz.part*"))[0].unlink()
+    else:
+        p = sorted(parts.glob("dali.tar.xz.part*"))[-1]
+        p.write_bytes(p.read_bytes()[:-10] + b"0123456789")
+    r, res, out = _check(tmp_path, "phase2", parts, timeout=120)
+    assert r.returncode == 3, r.stdout[-2000:]
+    assert list(res["phases"]["phase2"]["steps"]) == ["parts"], "nothing else of phase 2 ran"
+    assert "missing or corrupt" in r.stdout
+
+
+def test_exit_code_contract():
+    ok = [("phase1", "tests", 0, 5), ("phase1", "bench", 0, 60)]
+    assert exit_code(ok, None) == 0 and exit_code(ok, 0) == 0
+    assert exit_code(ok, 1) == 10, "works, misses a target: not the same as broken"
+    assert exit_code(ok + [("phase2", "tests", 1, 9)], 0) == 4
+    assert exit_code(ok + [("phase2", "bench", 124, 180)], None) == 5
+    assert exit_code([("phase2", "parts", 3, 0)], None) == 3
+    res = summarize(ok + [("phase2", "bench", 1, 3)], 1, 70)
+    assert res["phases"]["phase1"]["works"] and not res["phases"]["phase2"]["works"] and not res["works"]
+    assert res["meets_target"] is False and res["seconds"] == 70
