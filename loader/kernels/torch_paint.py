@@ -1,8 +1,8 @@
 """Paint plans with torch ops on any device: the DALI engine's colour step on a GPU (``colour``) and its painter
 for perspective plans there (``paint_torch``).
 
-Same plans, same semantics as ``kernels/opencv.py`` (tiles warped into the pixels they
-cover with a 114 border, mixup's truncating blend, Ultralytics' HSV LUTs, RGB out), written with
+Same plans, same semantics as ``kernels/opencv.py`` (the visible part of the mosaic canvas warped once
+with a 114 border, mixup's truncating blend, Ultralytics' HSV LUTs, RGB out), written with
 tensor ops so that tiles decoded on the GPU (DALI / nvJPEG) never come back to the host. On a
 CPU it runs too, which is how the tests pin it to the OpenCV painter.
 
@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 import functools
 
-from ..plan import FILL, Plan, tile_placements, translate, visible_window, window_pastes
+from ..plan import FILL, Plan, translate, visible_window, window_pastes
 from .opencv import hsv_luts_batch
 
 __all__ = ["paint_torch", "colour", "colour_tables", "mix_blend", "bgr_to_hsv8", "hsv8_to_rgb"]
@@ -105,12 +105,6 @@ def _geometry(plan: Plan, load, device) -> torch.Tensor:
     H, W = plan.out_hw
     M = plan.M
     out = torch.full((H, W, 3), float(FILL), dtype=torch.float32, device=device)
-    if plan.axis_aligned:
-        for _, t, (Y0, Y1, X0, X1), A in tile_placements(plan):
-            x1b, y1b, x2b, y2b = t.crop
-            crop = _slice(load, t.index, slice(y1b, y2b), slice(x1b, x2b), device)
-            out[Y0:Y1, X0:X1] = _warp(crop, A, (Y1 - Y0, X1 - X0), False)
-        return out
     window = visible_window(plan)  # the part of the canvas the output sees, as the OpenCV painter builds it
     if window is None:
         return out

@@ -79,11 +79,6 @@ class PlanBatch:
             return np.zeros(len(self), bool)
         return np.diff(self.mix.tile_off) > 0
 
-    @property
-    def axis_aligned(self) -> np.ndarray:
-        """(B,) bool: scale + translation (+ flips) only."""
-        return ~self.perspective & (self.M[:, 0, 1] == 0) & (self.M[:, 1, 0] == 0)
-
     def indices(self) -> np.ndarray:
         """Every dataset image the batch reads (tiles, mixup partners' tiles), with repeats."""
         return self.tile_index if self.mix is None else np.concatenate([self.tile_index, self.mix.tile_index])

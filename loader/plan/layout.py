@@ -1,5 +1,6 @@
-"""Canvas geometry of a plan, shared by every painter (OpenCV, torch, the DALI graph): which output pixels each
-tile covers, which part of the mosaic canvas the output sees, and the matrices between them. Numbers only."""
+"""Canvas geometry of a plan, shared by every painter (OpenCV, torch, the DALI graph): which part of the mosaic
+canvas the output sees, where each tile's crop lands in that window, and the matrices between them. Numbers
+only."""
 
 from __future__ import annotations
 
@@ -9,42 +10,13 @@ import numpy as np
 
 from .plan import Plan
 
-__all__ = ["FILL", "translate", "tile_placements", "visible_window", "visible_windows", "window_pastes",
-           "paste_regions"]
+__all__ = ["FILL", "translate", "visible_window", "visible_windows", "window_pastes", "paste_regions"]
 
 FILL = 114  # Ultralytics' grey: mosaic canvas, warp border and letterbox padding
 
 
 def translate(x: float, y: float) -> np.ndarray:
     return np.array([[1, 0, x], [0, 1, y], [0, 0, 1]], np.float64)
-
-
-def tile_placements(plan: Plan):
-    """Axis-aligned plans: per visible tile, (k, tile, (Y0, Y1, X0, X1) output pixels it covers, A).
-
-    ``k`` is the tile's position in ``plan.tiles``.
-
-    ``A`` maps the tile's crop pixels to pixels of that output rectangle. Canvas pixels
-    [ax, ax + cw) cover the continuous [ax - .5, ax + cw - .5); the rectangle holds the output
-    pixels whose centres fall inside its image, so the tiles partition the covered output.
-    """
-    H, W = plan.out_hw
-    M = plan.M
-    sx, tx, sy, ty = M[0, 0], M[0, 2], M[1, 1], M[1, 2]
-    out = []
-    for k, tile in enumerate(plan.tiles):
-        x1b, y1b, x2b, y2b = tile.crop
-        if x2b <= x1b or y2b <= y1b:
-            continue
-        ax, ay = tile.at
-        ex = sorted((sx * (ax - 0.5) + tx, sx * (ax + x2b - x1b - 0.5) + tx))
-        ey = sorted((sy * (ay - 0.5) + ty, sy * (ay + y2b - y1b - 0.5) + ty))
-        X0, X1 = max(math.ceil(ex[0]), 0), min(math.ceil(ex[1]), W)
-        Y0, Y1 = max(math.ceil(ey[0]), 0), min(math.ceil(ey[1]), H)
-        if X1 <= X0 or Y1 <= Y0:
-            continue
-        out.append((k, tile, (Y0, Y1, X0, X1), translate(-X0, -Y0) @ M @ translate(ax, ay)))
-    return out
 
 
 def visible_windows(M: np.ndarray, canvas_hw: np.ndarray, out_hw: tuple[int, int], perspective: bool,

@@ -33,10 +33,12 @@ def _parts(tmp_path) -> Path:
     """A real (tiny) set of parts, made by the same tool as the DALI wheels."""
     wheels = tmp_path / "wheels"
     wheels.mkdir()
-    with zipfile.ZipFile(wheels / "demo-1.0-py3-none-any.whl", "w") as z:
-        z.writestr("demo/__init__.py", "x = 1\n" * 50_000)
+    with zipfile.ZipFile(wheels / "demo-1.0-py3-none-any.whl", "w") as z:  # incompressible: 3 parts of 1 MiB
+        z.writestr("demo/__init__.py", "x = 1\n")
+        z.writestr("demo/blob.bin", os.urandom(2_500_000))
     subprocess.run([sys.executable, "tools/gpu_parts.py", "pack", str(wheels), str(tmp_path / "parts"),
                     "--part-mib", "1"], cwd=ROOT, check=True, capture_output=True)
+    assert len(list((tmp_path / "parts").glob("dali.tar.xz.part*"))) == 3
     return tmp_path / "parts"
 
 
