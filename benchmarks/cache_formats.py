@@ -26,7 +26,7 @@ def main() -> None:
     n = min(a.n, len(ix))
     srcs = [ix.im_files[i] for i in range(n)]
     hw = [load_size(*(int(v) for v in ix.shapes[i]), a.imgsz) for i in range(n)]
-    imgs = [decode_resized(read_bytes(s), tuple(ix.shapes[i]), hw[i], True) for i, s in enumerate(srcs)]
+    imgs = [decode_resized(read_bytes(s), tuple(ix.shapes[i]), hw[i], True, reduce=True) for i, s in enumerate(srcs)]
     tmp = Path(tempfile.mkdtemp(prefix="cache-formats-"))
     writers = {
         "npy": (lambda p, im: np.save(p, im), lambda p: np.asarray(np.load(p, mmap_mode="r")).sum(dtype=np.uint64)),

@@ -30,7 +30,7 @@ def test_decode_dct_reduced(benchmark, loader):
 
     def run():
         for i, b in enumerate(blobs):
-            decode_resized(b, tuple(ix.shapes[i]), loader.images.load_hw(i), True)
+            decode_resized(b, tuple(ix.shapes[i]), loader.images.load_hw(i), True, reduce=True)
 
     benchmark(run)
     benchmark.extra_info["per"] = "8 images"

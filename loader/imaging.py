@@ -48,7 +48,8 @@ def backend_report() -> dict:
         "cpu_avx2": avx2,
         "opencv_threads": cv2.getNumThreads(),
         # What the CPU engine uses for each step; the OpenCV kernel (loader/kernels/opencv.py) keeps this current.
-        "jpeg_decoder": f"OpenCV {cv2.__version__} imdecode ({cv_jpeg}), DCT-reduced when the target is <= 1/2",
+        "jpeg_decoder": f"OpenCV {cv2.__version__} imdecode ({cv_jpeg}), DCT-reduced only where that gives "
+                        f"Ultralytics' images (a target of exactly 1/2; reduced_decode=True: wherever it can)",
         "resize": f"OpenCV cv2.resize INTER_LINEAR ({'AVX2' if avx2 else 'baseline'} kernels)",
     }
 

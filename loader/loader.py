@@ -79,7 +79,7 @@ class DetectionLoader(Closing):
             min((self.planner.buffer_len + 2 * cfg.batch_size) * per_image, 4 << 30) if cfg.augment
             else 2 * cfg.batch_size * per_image)  # one buffer for all painters, sized for Ultralytics' mosaic buffer
         self.images = ImageSource(self.index, self.planner.load_shapes, imgsz=cfg.imgsz, budget_bytes=budget,
-                                  store=cfg.cache, reduced_decode=cfg.reduced_decode and cfg.augment,
+                                  store=cfg.cache, reduced_decode=cfg.reduced_decode if cfg.augment else False,
                                   workers=workers, key=f"{self.index.data.get('yaml_file') or self.index.im_files[0]}"
                                                        f"|{self.index.split}")
         self.engine = engines.build(engine, self.images, cfg, workers, lambda: self.planner.hyp)

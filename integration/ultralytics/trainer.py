@@ -7,7 +7,7 @@ Switching is one argument::
 Our own options cannot be new ``train()`` keywords (Ultralytics' ``get_cfg`` rejects unknown
 keys). They come, in this order of precedence, from ``fast_trainer(...)`` (a configured
 subclass), environment variables ``YOLO_LOADER_BACKEND``, ``YOLO_LOADER_WORKERS``,
-``YOLO_LOADER_PREFETCH``, or defaults. The options are also written to the environment,
+``YOLO_LOADER_PREFETCH``, ``YOLO_LOADER_REDUCED_DECODE`` (true / false / equivalent), or defaults. The options are also written to the environment,
 so Ultralytics' DDP workers (which re-import the trainer class by name) see them too.
 """
 
@@ -31,7 +31,7 @@ __all__ = ["FastDetectionTrainer", "fast_trainer", "loader_options", "check_trai
 
 LOG = logging.getLogger("loader.integration")
 _ENV = "YOLO_LOADER_TRAINER_OPTIONS"
-_DEFAULTS = {"backend": "auto", "workers": None, "prefetch": 2}
+_DEFAULTS = {"backend": "auto", "workers": None, "prefetch": 2, "reduced_decode": None}
 
 
 def loader_options(explicit: dict | None = None, inherited: bool = False) -> dict:
@@ -45,7 +45,8 @@ def loader_options(explicit: dict | None = None, inherited: bool = False) -> dic
     for key in _DEFAULTS:
         v = os.environ.get(f"YOLO_LOADER_{key.upper()}")
         if v:
-            opts[key] = int(v) if key in ("workers", "prefetch") and v.isdigit() else v
+            opts[key] = int(v) if key in ("workers", "prefetch") and v.isdigit() else \
+                {"true": True, "false": False}.get(v.lower(), v) if key == "reduced_decode" else v
     opts.update({k: v for k, v in (explicit or {}).items() if v is not None})
     unknown = set(opts) - set(_DEFAULTS)
     if unknown:
@@ -98,21 +99,24 @@ class FastDetectionTrainer(DetectionTrainer):
         common = dict(imgsz=self.args.imgsz, batch_size=batch_size, workers=workers, backend=opts["backend"],
                       prefetch=opts["prefetch"])
         if mode == "train":
+            extra = {} if opts["reduced_decode"] is None else {"reduced_decode": opts["reduced_decode"]}
             loader = DetectionLoader(index, augment=True, hyp=vars(self.args), seed=self.args.seed, rank=max(RANK, 0),
                                      world_size=world, drop_last=bool(self.args.compile),
-                                     cache=self.args.cache, **common)
+                                     cache=self.args.cache, **common, **extra)
         else:  # exact validation whatever trains: the CPU engine decodes and letterboxes as Ultralytics does
             loader = DetectionLoader(index, augment=False, rect=True, stride=gs, pad=0.5, **dict(common, backend="cpu"))
         return UltralyticsLoader(loader, self.data)
 
 
-def fast_trainer(backend: str | None = None, workers: int | str | None = None, prefetch: int | None = None):
+def fast_trainer(backend: str | None = None, workers: int | str | None = None, prefetch: int | None = None,
+                 reduced_decode: bool | str | None = None):
     """A ``FastDetectionTrainer`` with these loader options (pass it as ``trainer=``).
 
     The subclass carries the name ``FastDetectionTrainer`` so that Ultralytics' DDP launcher,
     which imports the trainer class by module and name, finds a class that behaves the same
     (its options travel through the environment).
     """
-    opts = loader_options({"backend": backend, "workers": workers, "prefetch": prefetch})
+    opts = loader_options({"backend": backend, "workers": workers, "prefetch": prefetch,
+                           "reduced_decode": reduced_decode})
     return type("FastDetectionTrainer", (FastDetectionTrainer,), {"loader_options": opts,
                                                                    "__module__": __name__})

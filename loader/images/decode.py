@@ -1,9 +1,16 @@
 """Decode an image at the size Ultralytics trains on (OpenCV).
 
 ``load_size`` is Ultralytics' ``load_image`` rule (long side to imgsz, ``ceil``, capped).
-``decode_resized`` reaches that size either exactly as Ultralytics does (full decode, INTER_LINEAR
-resize) or, with ``reduce``, through a JPEG decoded DCT-reduced (1/2, 1/4, 1/8) when the reduced
-image is still at least as large as the target, then resized with INTER_LINEAR.
+``decode_resized`` reaches that size as Ultralytics does (full decode, INTER_LINEAR resize), or through a
+JPEG decoded DCT-reduced (libjpeg's 1/2, 1/4, 1/8 IDCT scaling) and INTER_LINEAR the rest of the way:
+
+* ``reduce="equivalent"`` (the loader's default): only where that gives the same images, i.e. when the target
+  is exactly half the source (sharpness ratio 1.007, 0.4-0.6 grey levels apart: ``benchmarks/
+  decode_sharpness.py``);
+* ``reduce=True``: whenever the reduced image is still at least the target. Faster (1920x1080 -> 896: 7.1 ms
+  instead of 13.6 ms per image) but not the same training images: a proper low-pass where Ultralytics'
+  INTER_LINEAR aliases, 0.45-0.65x the sharpness (Laplacian variance) at every other scale;
+* ``reduce=False``: never.
 """
 
 from __future__ import annotations
@@ -13,7 +20,9 @@ import numpy as np
 
 from ..plan import load_size
 
-__all__ = ["DecodeError", "load_size", "reduction_for", "decode_resized", "read_bytes"]
+__all__ = ["DecodeError", "load_size", "reduction_for", "decode_resized", "read_bytes", "REDUCE_MODES"]
+
+REDUCE_MODES = (False, True, "equivalent")
 
 _REDUCED = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
             8: cv2.IMREAD_REDUCED_COLOR_8}
@@ -23,8 +32,13 @@ class DecodeError(OSError):
     """An indexed image could not be read or decoded at training time."""
 
 
-def reduction_for(h0: int, w0: int, h: int, w: int) -> int:
-    """Largest DCT reduction factor whose output is still at least (h, w)."""
+def reduction_for(h0: int, w0: int, h: int, w: int, mode: bool | str = True) -> int:
+    """The DCT reduction factor for a (h0, w0) JPEG loaded at (h, w): the largest whose output is still at least
+    (h, w) (``mode=True``), 2 only when that is exactly (h, w) (``"equivalent"``), 1 (``False``)."""
+    if mode == "equivalent":
+        return 2 if (-(-h0 // 2), -(-w0 // 2)) == (h, w) else 1
+    if not mode:
+        return 1
     for f in (8, 4, 2):
         if -(-h0 // f) >= h and -(-w0 // f) >= w:
             return f
@@ -32,12 +46,13 @@ def reduction_for(h0: int, w0: int, h: int, w: int) -> int:
 
 
 def decode_resized(data: np.ndarray | bytes, hw0: tuple[int, int], hw: tuple[int, int], jpeg: bool,
-                   reduce: bool = True, path: str = "<bytes>") -> np.ndarray:
-    """BGR uint8 (h, w, 3) image from encoded bytes; ``hw0`` is the upright size from the index."""
+                   reduce: bool | str = False, path: str = "<bytes>") -> np.ndarray:
+    """BGR uint8 (h, w, 3) image from encoded bytes; ``hw0`` is the upright size from the index; ``reduce``: the
+    DCT-reduced decode mode (see the module)."""
     buf = np.frombuffer(data, np.uint8) if isinstance(data, (bytes, bytearray, memoryview)) else data
     if buf.size == 0:
         raise DecodeError(f"{path}: file is empty")
-    f = reduction_for(*hw0, *hw) if (jpeg and reduce) else 1
+    f = reduction_for(*hw0, *hw, reduce) if jpeg else 1
     im = cv2.imdecode(buf, _REDUCED[f])
     if im is None:
         raise DecodeError(f"{path}: image does not decode")

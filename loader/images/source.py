@@ -37,14 +37,14 @@ class UnreadableImage(OSError):
 class ImageSource(Closing):
     """Training-size images of ``index`` (a ``DatasetIndex``), ``load_shapes`` (n, 2) their (h, w) for ``imgsz``.
 
-    ``store``: None, ``"ram"`` or ``"disk"``; ``budget_bytes``: the buffer's bound; ``reduced_decode``:
-    DCT-reduced JPEG decoding (training only; validation decodes as Ultralytics does); ``workers``: threads
+    ``store``: None, ``"ram"`` or ``"disk"``; ``budget_bytes``: the buffer's bound; ``reduced_decode``: the
+    DCT-reduced JPEG decode mode (``decode.REDUCE_MODES``; validation uses False); ``workers``: threads
     that build a RAM or disk cache; ``key``: what names this data set's caches.
     """
 
     def __init__(self, index, load_shapes: np.ndarray, *, imgsz: int, budget_bytes: int, store: str | None = None,
-                 reduced_decode: bool = False, workers: int = 1, key: str = ""):
-        self.index, self.load_shapes, self.reduced_decode = index, load_shapes, bool(reduced_decode)
+                 reduced_decode: bool | str = False, workers: int = 1, key: str = ""):
+        self.index, self.load_shapes, self.reduced_decode = index, load_shapes, reduced_decode
         self.buffer = ImageCache(budget_bytes, len(index))
         self._unreadable: dict[int, str] = {}
         self.unreadable_mask = np.zeros(len(index), bool)  # the same set, for questions about whole batches

@@ -132,6 +132,11 @@ def test_options_factory_env_and_ddp_name(monkeypatch):
     assert loader_options()["workers"] is None  # a fresh trainer in the parent does not
     with pytest.raises(TypeError, match="unknown"):
         loader_options({"threads": 2})
+    monkeypatch.setenv("YOLO_LOADER_REDUCED_DECODE", "false")
+    assert loader_options()["reduced_decode"] is False
+    monkeypatch.setenv("YOLO_LOADER_REDUCED_DECODE", "equivalent")
+    assert loader_options()["reduced_decode"] == "equivalent"
+    assert fast_trainer(reduced_decode=True).loader_options["reduced_decode"] is True
 
 
 def test_cli_train_makes_a_run_directory(train_set, tmp_path):

@@ -47,3 +47,11 @@ def test_frozen_and_revalidated_on_change():
     assert cfg.replace(batch_size=4).batch_size == 4 and cfg.batch_size == 8
     with pytest.raises(ValueError, match="batch_size"):
         cfg.replace(batch_size=0)
+
+
+def test_reduced_decode_modes_are_validated():
+    assert LoaderConfig.from_kwargs().reduced_decode == "equivalent"
+    for mode in (True, False, "equivalent"):
+        assert LoaderConfig.from_kwargs(reduced_decode=mode).reduced_decode == mode
+    with pytest.raises(ValueError, match="reduced_decode"):
+        LoaderConfig.from_kwargs(reduced_decode="always")

@@ -67,3 +67,15 @@ def test_ram_store_flags_images_unreadable_when_built(demo_set, copy_of):
 def test_an_unknown_store_is_refused(demo_set):
     with pytest.raises(ValueError, match="store"):
         _source(build_index(demo_set, verbose=False), store="tape")
+
+
+def test_reduced_decode_modes():
+    """"equivalent": DCT-reduced only at exactly half the source (where it gives Ultralytics' images); True:
+    wherever the reduced image still covers the target; False: never."""
+    from loader.images import reduction_for
+
+    assert reduction_for(720, 1280, 360, 640, "equivalent") == 2
+    assert reduction_for(1080, 1920, 504, 896, "equivalent") == 1  # 0.467: not equivalent (sharpness 0.57x)
+    assert reduction_for(480, 640, 120, 160, "equivalent") == 1  # exactly 1/4: not equivalent either (0.54x)
+    assert reduction_for(1080, 1920, 504, 896, True) == 2 and reduction_for(480, 640, 120, 160, True) == 4
+    assert reduction_for(2160, 3840, 504, 896, True) == 4 and reduction_for(720, 1280, 360, 640, False) == 1
