@@ -2,7 +2,7 @@
 validator.
 
     python benchmarks/train_outcome.py [--data D] [--imgsz 160] [--batch 16] [--epochs 50] [--seeds 0,1]
-        [--configs stock,cpu,cpu-reduced] [--json F] [--png F]
+        [--configs stock,cpu,cpu-reduced] [--include EARLIER.json ...] [--json F] [--png F]
 
 Configurations: ``stock`` (Ultralytics' DetectionTrainer), ``cpu`` (FastDetectionTrainer, CPU engine, its
 defaults), ``cpu-reduced`` (the same with ``reduced_decode=True``, the DCT-reduced decode wherever it can),
@@ -12,6 +12,7 @@ own process: yolo11n.yaml from scratch, ``deterministic=True``, the given seed, 
 last weights are scored by the *stock* ``DetectionValidator`` on the val split, so every configuration is
 measured the same way. Printed: a mAP50 / mAP50-95 table, the stock seed spread, whether each configuration's
 runs fall inside it; written: a JSON of the runs and a PNG of the loss curves (from each run's results.csv).
+``--include`` adds the runs of earlier JSONs (same settings) to the table, so more seeds can be added later.
 """
 
 from __future__ import annotations
@@ -80,10 +81,17 @@ def verdict(runs: list[dict]) -> dict:
     for key in ("map50", "map"):
         lo, hi = (min(r[key] for r in stock), max(r[key] for r in stock)) if stock else (None, None)
         out[key] = {"stock_spread": [lo, hi]}
+        if stock:
+            sv = [r[key] for r in stock]
+            out[key]["stock"] = {"runs": sv, "mean": statistics.mean(sv),
+                                 "sd": statistics.stdev(sv) if len(sv) > 1 else None}
         for cfg in sorted({r["config"] for r in ok} - {"stock"}):
             vals = [r[key] for r in ok if r["config"] == cfg]
-            out[key][cfg] = {"runs": vals, "median": statistics.median(vals),
-                             "inside_stock_spread": lo is not None and all(lo <= v <= hi for v in vals)}
+            mean = statistics.mean(vals)
+            out[key][cfg] = {"runs": vals, "mean": mean, "median": statistics.median(vals),
+                             "inside_stock_spread": lo is not None and all(lo <= v <= hi for v in vals),
+                             "mean_inside_stock_spread": lo is not None and lo <= mean <= hi,
+                             "mean_minus_stock_mean": mean - out[key]["stock"]["mean"] if stock else None}
     return out
 
 
@@ -117,6 +125,7 @@ def main(argv=None) -> int:
     ap.add_argument("--epochs", type=int, default=50)
     ap.add_argument("--seeds", default="0,1")
     ap.add_argument("--configs", default="stock,cpu,cpu-reduced")
+    ap.add_argument("--include", type=Path, action="append", default=[], help="runs of an earlier JSON to add")
     ap.add_argument("--json", type=Path, default=Path(".demo/train_outcome.json"))
     ap.add_argument("--png", type=Path, default=None)
     a = ap.parse_args(argv)
@@ -127,9 +136,9 @@ def main(argv=None) -> int:
         a.data = Path(".demo/outcome").resolve() / "data.yaml"
         if not a.data.exists():
             make_demo_dataset(a.data.parent, count=96, val_count=24, size=(640, 480), seed=0)
-    seeds = [int(s) for s in a.seeds.split(",")]
-    configs = a.configs.split(",")
-    runs = []
+    seeds = [int(s) for s in a.seeds.split(",")] if a.seeds else []
+    configs = a.configs.split(",") if a.configs else []
+    runs = [r for f in a.include for r in json.loads(f.read_text())["runs"]]
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="outcome-") as project:
         for seed in seeds:  # interleaved: every configuration of a seed before the next seed
@@ -140,6 +149,8 @@ def main(argv=None) -> int:
                     f"mAP50 {r['map50']:.4f}  mAP50-95 {r['map']:.4f}"
                 print(f"{cfg:>12s} seed {seed}: {msg} ({r['seconds']:.0f} s)", flush=True)
     v = verdict(runs)
+    seeds = sorted({r["seed"] for r in runs})
+    configs = list(dict.fromkeys(r["config"] for r in runs))
     print(f"\n{'config':>12s} | " + " | ".join(f"seed {s}: mAP50 / mAP50-95" for s in seeds))
     for cfg in configs:
         cells = []
@@ -151,8 +162,14 @@ def main(argv=None) -> int:
         lo, hi = v[key]["stock_spread"]
         if lo is None:
             continue
-        inside = {c: d["inside_stock_spread"] for c, d in v[key].items() if c != "stock_spread"}
-        print(f"{name}: stock seed spread {lo:.3f}-{hi:.3f}; inside it: {inside}")
+        st = v[key]["stock"]
+        sd = f", sd {st['sd']:.3f}" if st["sd"] is not None else ""
+        print(f"{name}: stock {len(st['runs'])} seeds: mean {st['mean']:.3f}, spread {lo:.3f}-{hi:.3f}{sd}")
+        for c, d in v[key].items():
+            if c in ("stock_spread", "stock"):
+                continue
+            print(f"{'':>10s}{c}: mean {d['mean']:.3f} ({d['mean_minus_stock_mean']:+.3f} vs stock), every run inside "
+                  f"the stock spread: {d['inside_stock_spread']}, mean inside it: {d['mean_inside_stock_spread']}")
     print(f"({time.perf_counter() - t0:.0f} s)")
     a.json.parent.mkdir(parents=True, exist_ok=True)
     a.json.write_text(json.dumps({"settings": {k: str(v_) for k, v_ in vars(a).items()}, "runs": runs, "verdict": v},

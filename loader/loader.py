@@ -69,7 +69,7 @@ class DetectionLoader(Closing):
         self.planner = Planner(self.index, cfg.imgsz, cfg.hyp, cfg.augment, cfg.batch_size, cfg.seed, cfg.rank)
         if cfg.augment:
             self.sampler = ShardedSampler(n, cfg.seed, cfg.rank, cfg.world_size, shuffle=True, drop_last=cfg.drop_last)
-            self.schedule = TrainSchedule(self.planner, cfg.imgsz)
+            self.schedule = TrainSchedule(self.planner, cfg.imgsz, self.sampler)
         else:  # validation: every image once, in Ultralytics' order, on every rank
             self.sampler = ShardedSampler(n, cfg.seed, 0, 1, shuffle=False)
             self.schedule = ValSchedule(self.planner, self.index, cfg.imgsz, cfg.batch_size, cfg.rect, cfg.stride,

@@ -16,8 +16,17 @@ class TrainSchedule:
 
     augment = True
 
-    def __init__(self, planner, imgsz: int):
-        self.planner, self.imgsz = planner, int(imgsz)
+    def __init__(self, planner, imgsz: int, sampler=None):
+        """``sampler``: gives the previous epoch's order (its last images are still in the mosaic buffer)."""
+        self.planner, self.imgsz, self.sampler = planner, int(imgsz), sampler
+        self._prev = (None, None)  # (epoch, its previous epoch's order)
+
+    def prev_order(self, epoch: int):
+        if self.sampler is None or epoch <= 0:
+            return None
+        if self._prev[0] != epoch:
+            self._prev = (epoch, self.sampler.indices(epoch - 1))
+        return self._prev[1]
 
     def set_batch_size(self, batch_size: int) -> None:
         pass  # training plans do not depend on the batch size (the mosaic buffer keeps its length)
@@ -31,10 +40,10 @@ class TrainSchedule:
 
     def plans(self, b: int, lo: int, hi: int, epoch: int, order: np.ndarray):
         """The ``PlanBatch`` of positions [lo, hi) (batch ``b``)."""
-        return self.planner.plan_batch(epoch, np.arange(lo, hi), order)
+        return self.planner.plan_batch(epoch, np.arange(lo, hi), order, prev_order=self.prev_order(epoch))
 
     def replan(self, position: int, epoch: int, order: np.ndarray, exclude: frozenset, error):
-        return self.planner.train_plan(epoch, position, order, exclude)
+        return self.planner.train_plan(epoch, position, order, exclude, self.prev_order(epoch))
 
 
 class ValSchedule:
