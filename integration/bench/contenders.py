@@ -64,7 +64,8 @@ def _stock(spec: RunSpec) -> Contender:
 def _ours(spec: RunSpec) -> Contender:
     from loader import DetectionLoader
 
-    kw = {k: getattr(spec, k) for k in ("dali_threads", "hw_decoder_load") if getattr(spec, k) is not None}
+    kw = {k: getattr(spec, k) for k in ("dali_threads", "hw_decoder_load", "reduced_decode")
+          if getattr(spec, k) is not None}
     dl = DetectionLoader(spec.data, imgsz=spec.imgsz, batch_size=spec.batch, workers=spec.workers or "auto",
                          cache=spec.cache, backend="dali" if spec.kind == "dali" else "cpu", **kw)
 

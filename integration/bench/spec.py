@@ -19,7 +19,8 @@ class RunSpec:
     with exactly ``workers`` processes (Ultralytics' InfiniteDataLoader), not capped at the core count.
     ``batches``: timed batches; ``warmup``: batches before timing (None: until buffers are full).
     ``cache``: None, "ram" or "disk". ``delay``: seconds slept per timed batch (a deliberately slowed
-    contender, for the gate tests). Training rows (kind ``train``): ``train`` (``stock``, ``cpu``, ``dali`` or
+    contender, for the gate tests). ``reduced_decode``: ours with this DCT-reduced decode mode (None: the
+    loader's default). Training rows (kind ``train``): ``train`` (``stock``, ``cpu``, ``dali`` or
     ``synthetic``), ``model`` (a yaml: no weights), ``device`` (``cpu`` or a CUDA index); ``batches`` timed
     iterations after ``warmup``."""
 
@@ -36,6 +37,7 @@ class RunSpec:
     dali_threads: int | None = None
     hw_decoder_load: float | None = None
     delay: float = 0.0
+    reduced_decode: bool | str | None = None
     train: str | None = None
     model: str = "yolo11n.yaml"
     device: str = "cpu"
