@@ -79,7 +79,21 @@ def _workers(r: dict) -> str:
 def headline(table: list[dict], ours: str = "cpu-auto") -> list[str]:
     """Plain words under the table: ours vs the best stock configuration, and what stock's workers really ran."""
     rows = {r["name"]: r for r in table if "error" not in r}
+    out = _throughput_headline(rows, ours)
+    train = [r for r in rows.values() if r.get("kind") == "train" and "fraction_of_synthetic" in r]
+    if train:
+        t = train[0]
+        size = f", {t['imgsz']} px, batch {t['batch']}" if "imgsz" in t else ""
+        out.append(f"Training ({t['model']} on {t['device']}{size}): " + "; ".join(
+            f"{r['name']} {r['it_s']:.2f} it/s = {r['fraction_of_synthetic']:.2f} of the synthetic ceiling"
+            for r in train) + ".")
+    return out
+
+
+def _throughput_headline(rows: dict[str, dict], ours: str) -> list[str]:
     o = rows.get(ours)
+    if not any(r.get("kind") != "train" for r in rows.values()):
+        return []
     if o is None or "best_stock" not in o:
         return [f"{ours} or every stock row failed: no comparison"]
     s = rows[o["best_stock"]]
@@ -98,15 +112,10 @@ def headline(table: list[dict], ours: str = "cpu-auto") -> list[str]:
                    f"({red['img_s_min']:.1f}-{red['img_s_max']:.1f}), {red['img_s'] / s['img_s']:.2f}x the best stock.")
     stock = [r for r in rows.values() if r["name"].startswith("stock") and "workers_effective" in r]
     if stock:
-        ran = "; ".join(f"{r['name']} ran {r['workers_effective']} processes, "
-                        + (f"{r['pss_peak_gib']:.2f} GiB" if "pss_peak_gib" in r else
-                           f"not run ({r['not_run']})") for r in sorted(stock, key=lambda r: r["name"]))
+        ran = "; ".join(f"{r['name']} ran {r['workers_effective']} processes, {r['pss_peak_gib']:.2f} GiB"
+                        if "pss_peak_gib" in r else f"{r['name']} ({r['workers_effective']} processes) not run: "
+                        f"{r['not_run']}" for r in sorted(stock, key=lambda r: r["name"]))
         out.append(f"Stock as configured: {ran}.")
-    train = [r for r in rows.values() if r.get("kind") == "train" and "fraction_of_synthetic" in r]
-    if train:
-        out.append("Training (" + f"{train[0]['model']} on {train[0]['device']}): " + "; ".join(
-            f"{r['name']} {r['it_s']:.2f} it/s = {r['fraction_of_synthetic']:.2f} of the synthetic ceiling"
-            for r in train) + ".")
     return out
 
 
@@ -138,7 +147,8 @@ def print_table(table: list[dict]) -> None:
               f"{r['img_s_min']:6.1f}-{r['img_s_max']:<7.1f} | {r['it_s']:14.2f} | {x:>14s} | "
               f"{1000 * r['cpu_s_per_img']:14.1f} | {r.get('cores_busy', 0):14.2f} | {r['pss_peak_gib']:14.2f} | "
               f"{r['pss_steady_gib']:14.2f} | {r.get('rounds', 1):>14}")
-    print("(~: not distinguishable from the best stock row: their min-max spreads overlap)")
+    if any(r.get("distinguishable_from_best_stock") is False for r in table):
+        print("(~: not distinguishable from the best stock row: their min-max spreads overlap)")
 
 
 def plot(table: list[dict], path: Path, title: str) -> None:

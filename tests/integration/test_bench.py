@@ -81,6 +81,28 @@ def test_spreads_and_distinguishability():
     assert distinguishable({"rounds": 1}, {"rounds": 3}) is None
 
 
+def test_headline_words_for_training_only_and_unrun_rows():
+    from integration.bench.report import headline, train_rows
+
+    train = [{"name": n, "kind": "train", "it_s": v, "model": "yolo11n.yaml", "device": "cpu", "imgsz": 320,
+              "batch": 8} for n, v in (("train-stock", 1.3), ("train-cpu", 1.6), ("train-synthetic", 1.625))]
+    train_rows(train)
+    lines = headline(train)
+    assert lines == ["Training (yolo11n.yaml on cpu, 320 px, batch 8): train-stock 1.30 it/s = 0.80 of the "
+                     "synthetic ceiling; train-cpu 1.60 it/s = 0.98 of the synthetic ceiling; train-synthetic "
+                     "1.62 it/s = 1.00 of the synthetic ceiling."]
+    best = dict(img_s=60.0, img_s_min=55.0, img_s_max=65.0, rounds=2, cpu_s_per_img=0.03, pss_peak_gib=5.0)
+    rows = [dict(best, name="stock-w8", workers_effective=2, workers_requested=8),
+            {"name": "stock-w12-forced", "workers_effective": 12, "workers_requested": 12,
+             "not_run": "needs ~32.9 GiB (projected), 22.0 GiB available"},
+            dict(best, name="cpu-auto", img_s=90.0, img_s_min=85.0, img_s_max=95.0, best_stock="stock-w8",
+                 distinguishable_from_best_stock=True, workers_effective=2, workers_requested="auto")]
+    text = "\n".join(headline(rows))
+    assert "1.50x, the spreads do not overlap" in text
+    assert "stock-w12-forced (12 processes) not run: needs ~32.9 GiB" in text
+    assert "stock-w8 ran 2 processes, 5.00 GiB" in text
+
+
 def test_ratio_gate_fails_a_slowed_contender_and_passes_otherwise(quick_run):
     cwd, _ = quick_run
     rows = json.loads((cwd / "out.json").read_text())
