@@ -45,7 +45,8 @@ class LoaderConfig:
     CUDA is available). ``reduced_decode``: DCT-reduced JPEG decoding in training: ``"equivalent"``
     (default: only where it gives Ultralytics' images, a target of exactly half the source), ``True`` (wherever
     it can: faster, but 0.45-0.65x the sharpness at other scales), ``False``; validation always decodes as
-    Ultralytics does. ``max_bad_fraction``: share of an epoch's samples that may need a
+    Ultralytics does. It applies to OpenCV's decodes: the DALI engine decodes JPEGs in full (a WARNING says so
+    when ``True`` is asked). ``max_bad_fraction``: share of an epoch's samples that may need a
     replacement for an image unreadable at training time before ``BadDataError``. ``cache``: None,
     ``"ram"`` (one shared arena per node) or ``"disk"`` (training-size images, memory-mapped).
     ``dali_threads``: DALI's CPU thread pool (default: ``min(4, workers)`` on a GPU, ``workers`` in

@@ -64,10 +64,12 @@ class BadDataPolicy:
         if not replaced:
             return
         files = sorted({self.im_files[i] for _, i in replaced})
-        if len(replaced) > self.max_bad_fraction * n_samples:
-            raise BadDataError(f"{len(replaced)} samples of epoch {epoch} needed a replacement image, "
+        # samples, not retries: one sample with two bad tiles, or replanned after a reset, counts once
+        n_replaced = len({position for position, _ in replaced})
+        if n_replaced > self.max_bad_fraction * n_samples:
+            raise BadDataError(f"{n_replaced} samples of epoch {epoch} needed a replacement image, "
                                f"more than max_bad_fraction={self.max_bad_fraction} of {n_samples}; "
                                f"unreadable files: {files[:20]}{' ...' if len(files) > 20 else ''}")
         if final:
             LOG.warning("epoch %d: %d samples used a replacement for %d unreadable files: %s", epoch,
-                        len(replaced), len(files), files[:20])
+                        n_replaced, len(files), files[:20])

@@ -78,6 +78,10 @@ class DaliEngine(Engine):
             self._readers = ThreadPoolExecutor(self.threads, thread_name_prefix="loader-read")
             self.decoder = DaliDecoder(max_batch=4 * max_batch, threads=self.threads, device=self._dali_device,
                                        hw_decoder_load=hw_decoder_load, to_torch=gpu, device_id=self.device_id)
+            if source.reduced_decode is True:  # "equivalent" needs no word: a full decode is Ultralytics' image
+                LOG.warning("reduced_decode=True does not apply to the JPEGs the DALI engine decodes: DALI decodes "
+                            "them in full and resizes them as Ultralytics does (only files OpenCV decodes, e.g. PNG "
+                            "or EXIF-rotated, are DCT-reduced)")
 
     def _on_stream(self):
         """The engine's CUDA stream as torch's current one (a no-op on the CPU)."""
@@ -98,46 +102,60 @@ class DaliEngine(Engine):
             " (further fallbacks are counted in stats()['dali_fallbacks'])" if first else "")
 
     def _decode(self, want: np.ndarray) -> list:
-        """Decode images ``want`` in one DALI run. If the run fails (a file DALI cannot decode), each file is tried
-        alone: the ones that fail are named, counted, never given to DALI again, and left to OpenCV (None in the
-        result)."""
+        """Decode images ``want`` in one DALI run (None in the result where DALI gives no image). A file that
+        cannot be read (deleted, no permission) is left to the source, which names it unreadable for the bad-data
+        policy. If the run fails (a file DALI cannot decode), each file is tried alone: the ones that fail are
+        named, counted, never given to DALI again, and left to OpenCV."""
         src, ix = self.source, self.source.index
         with self.times("read"):
-            blobs = list(self._readers.map(read_bytes, [ix.im_files[int(i)] for i in want]))
-        sizes = [src.load_hw(int(i)) for i in want]
+            blobs = list(self._readers.map(_read_or_none, [ix.im_files[int(i)] for i in want]))
+        out: list = [None] * len(want)
+        keep = [k for k, b in enumerate(blobs) if b is not None]
+        if not keep:
+            return out
+        blobs = [blobs[k] for k in keep]
+        sizes = [src.load_hw(int(want[k])) for k in keep]
         with self.times("decode"):
             try:
-                return self.decoder.decode(blobs, sizes, self.stream)
+                images = self.decoder.decode(blobs, sizes, self.stream)
             except Exception:  # noqa: BLE001 - found file by file below
-                out = []
-                for i, blob, hw in zip(want, blobs, sizes):
+                images = []
+                for k, blob, hw in zip(keep, blobs, sizes):
                     try:
-                        out += self.decoder.decode([blob], [hw], self.stream)
+                        images += self.decoder.decode([blob], [hw], self.stream)
                     except Exception as e:  # noqa: BLE001 - reported; the source decodes it (or names it unreadable)
-                        self._dali_can[int(i)] = False
-                        self._fallback(int(i), e)
-                        out.append(None)
-                return out
+                        self._dali_can[int(want[k])] = False
+                        self._fallback(int(want[k]), e)
+                        images.append(None)
+        for k, im in zip(keep, images):
+            out[k] = im
+        return out
 
-    def prepare(self, batch: PlanBatch) -> None:
+    def prepare(self, batch: PlanBatch) -> dict:
         """Decode + resize, in one DALI run, every JPEG tile of the batch the source does not hold yet.
 
-        EXIF-rotated files and non-JPEGs stay on the source's OpenCV path, as do files DALI fails on."""
+        Returns the batch's tiles that the buffer holds (references: another batch's decode may evict them from
+        the buffer before this one is painted, and their pixels must not then come from an OpenCV decode).
+        EXIF-rotated and non-JPEG files stay on the source's OpenCV path, as do files DALI fails on."""
         if self.decoder is None:
-            return
+            return {}
         src = self.source
         with self._decode_lock:  # one decoder run at a time; what is wanted is decided under it (no file twice)
             with self.times("prepare"):
                 want = np.unique(batch.indices())
-                want = want[~src.held(want) & ~src.unreadable_mask[want] & self._dali_can[want]]
+                tiles = src.take(want.tolist())
+                missing = np.fromiter((i not in tiles for i in want.tolist()), bool, len(want))
+                want = want[missing & ~src.unreadable_mask[want] & self._dali_can[want]]
             if not len(want):
-                return
+                return tiles
             images = self._decode(want)
             with self.times("prepare"):
                 for i, im in zip(want.tolist(), images):
                     if im is not None:
                         src.put(i, im)
+                        tiles[i] = im
                         self.decoded += 1
+        return tiles
 
     # ------------------------------------------------------------------ paint
     def painter_for(self, batch: PlanBatch):
@@ -163,32 +181,36 @@ class DaliEngine(Engine):
     def paint(self, plans, out) -> None:
         """Paint a ``PlanBatch`` (or a list of plans) into ``out``, decoding what it needs."""
         batch = plans if isinstance(plans, PlanBatch) else PlanBatch.from_plans(plans)
-        self.prepare(batch)
-        self._paint(batch, out)
+        self._paint(batch, out, self._getter(self.prepare(batch)))
 
-    def _paint(self, batch: PlanBatch, out) -> None:
+    def _getter(self, tiles: dict):
+        """Image lookup for one batch: its held tiles first, then the source (OpenCV's files, a cache store)."""
+        get = self.source.get
+        return lambda i: tiles[i] if i in tiles else get(i)
+
+    def _paint(self, batch: PlanBatch, out, get) -> None:
         with self._on_stream():
             if batch.perspective:  # not affine: the OpenCV / torch painter, image by image
                 self._log_perspective_once()
                 for j in range(len(batch)):
-                    self._paint_one(batch.plan(j), out[j])
+                    self._paint_one(batch.plan(j), out[j], get)
                 return
             painter = self.painter_for(batch)
             with self.times("feed"):
-                feeds = painter.feeds(batch, self.source.get)
+                feeds = painter.feeds(batch, get)
             res = painter.run(feeds, self.stream)  # times its own "feed" (hand-over) and "graph" (DALI's run)
             with self.times("finish"):
                 painter.finish(batch, res, out)
 
-    def _paint_one(self, plan, out) -> None:
+    def _paint_one(self, plan, out, get) -> None:
         if self.device == "cuda":  # tiles on the GPU: the torch painter
             from ..kernels.torch_paint import paint_torch
 
-            out[...] = paint_torch(plan, self.source.get, out.device)
+            out[...] = paint_torch(plan, get, out.device)
             return
         from ..kernels.opencv import paint
 
-        paint(plan, self.source.get, out)
+        paint(plan, get, out)
 
     def _readable(self, plan) -> None:
         for i in plan.indices():
@@ -201,15 +223,15 @@ class DaliEngine(Engine):
         """One batch: plans, batched decode, unreadable images replaced (the work's policy), one graph run."""
         with self.times("plan"):
             batch = work.batch()
-        self.prepare(batch)
+        tiles = self.prepare(batch)
         src = self.source
         with self.times("readable"):
-            need = np.unique(batch.indices())
-            for i in need[~src.held(need)].tolist():  # not decoded by DALI: OpenCV's (PNG, EXIF, ...) or bad
-                try:
-                    src.get(i)
-                except OSError:
-                    pass
+            for i in np.unique(batch.indices()).tolist():
+                if i not in tiles:  # not decoded by DALI: OpenCV's (PNG, EXIF, ...), a cache store's, or bad
+                    try:
+                        tiles[i] = src.get(i)
+                    except OSError:
+                        pass
             bad = src.unreadable_mask[batch.tile_index]
             if batch.mix is not None:
                 bad_mix = src.unreadable_mask[batch.mix.tile_index]
@@ -219,9 +241,9 @@ class DaliEngine(Engine):
             for j in sorted(samples):
                 work.attempt(j, self._readable)
         final = work.final()
-        if final is not batch:
-            self.prepare(final)
-        self._paint(final, work.out)
+        if final is not batch:  # replacement plans: their new tiles too (the ones held above stay as they are)
+            tiles = {**self.prepare(final), **tiles}
+        self._paint(final, work.out, self._getter(tiles))
         if self.stream is not None:
             import torch
 
@@ -286,3 +308,11 @@ class DaliEngine(Engine):
             if self.painter is not None:
                 self.painter.close()
                 self.painter = None
+
+
+def _read_or_none(path: str):
+    """The file's bytes, or None when it cannot be read (the source then reads it again and reports it)."""
+    try:
+        return read_bytes(path)
+    except OSError:
+        return None

@@ -70,6 +70,19 @@ class ImageCache:
         fut.set_result(im)
         return im
 
+    def take(self, keys) -> dict:
+        """The held images among ``keys`` (marked recently used): references the caller keeps, so an eviction
+        after this moment cannot take them away from it."""
+        with self._lock:
+            out = {}
+            for k in keys:
+                im = self._items.get(k)
+                if im is not None:
+                    self._items.move_to_end(k)
+                    out[k] = im
+            self.hits += len(out)
+            return out
+
     def __contains__(self, key: int) -> bool:
         with self._lock:
             return key in self._items

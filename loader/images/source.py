@@ -50,6 +50,8 @@ class ImageSource(Closing):
         self.unreadable_mask = np.zeros(len(index), bool)  # the same set, for questions about whole batches
         self._lock = threading.Lock()
         self.disk = self.arena = None
+        # the decode mode names the caches too: a cache built with another mode holds other pixels
+        key = f"{key}|decode={reduced_decode}"
         if store == "disk":
             from .disk import DiskCache
 
@@ -111,6 +113,13 @@ class ImageSource(Closing):
     def put(self, i: int, image) -> None:
         """An image decoded elsewhere (the DALI decoder: host array or device tensor) into the buffer."""
         self.buffer.get(i, lambda: image)
+
+    def take(self, indices) -> dict:
+        """The buffer's images among ``indices``, as references the caller holds (none with a RAM arena, which
+        never evicts): what one batch keeps while it is painted."""
+        if self.arena is not None:
+            return {}
+        return self.buffer.take(int(i) for i in indices)
 
     def __contains__(self, i: int) -> bool:
         """Whether ``get(i)`` is answered without decoding."""

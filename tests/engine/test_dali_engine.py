@@ -112,6 +112,29 @@ def test_perspective_plans_go_to_the_opencv_painter(demo_set, caplog):
     assert any("no perspective warp" in r.getMessage() for r in caplog.records)
 
 
+def test_a_buffer_too_small_for_a_batch_changes_no_pixel(demo_set):
+    """Tiles DALI decoded for a batch are held by the batch: when later decodes evict them from a small buffer,
+    they are not decoded again by OpenCV (other pixels, and a slower path) before the batch is painted."""
+    roomy, st = _batches(demo_set, "dali")
+    tight, st_tight = _batches(demo_set, "dali", cache_bytes=4 * 180 * S * 3)  # ~4 tiles; a batch needs ~24
+    assert st_tight["fallbacks"] == 0
+    for a, b in zip(roomy, tight, strict=True):
+        assert a["im_file"] == b["im_file"] and torch.equal(a["img"], b["img"])
+
+
+def test_reduced_decode_true_is_said_not_to_apply_to_dali_decodes(demo_set, caplog):
+    """The DALI engine decodes JPEGs in full: asked for reduced_decode=True it says so, and its batches are the
+    full decode's (as with the default)."""
+    with caplog.at_level(logging.WARNING, logger="loader"):
+        asked, _ = _batches(demo_set, "dali", reduced_decode=True)
+    assert sum("does not apply to the JPEGs the DALI engine decodes" in r.getMessage() for r in caplog.records) == 1
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="loader"):
+        full, _ = _batches(demo_set, "dali", reduced_decode=False)
+    assert not any("does not apply" in r.getMessage() for r in caplog.records)
+    assert all(torch.equal(a["img"], b["img"]) for a, b in zip(asked, full, strict=True))
+
+
 def test_dali_batch_with_a_corrupt_file_falls_back_and_reports_it(demo_set, copy_of):
     from loader.dataset import build_index
 

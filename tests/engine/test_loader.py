@@ -162,17 +162,30 @@ def test_close_joins_threads_and_is_idempotent(demo_set):
     gc.collect()
 
 
-def test_unreadable_file_is_replaced_deterministically(demo_set, copy_of):
-    """A file broken after indexing: its samples get a replacement, the same whatever the worker count."""
+def _backend(name: str) -> str:
+    if name == "dali":
+        pytest.importorskip("nvidia.dali")
+    return name
+
+
+@pytest.mark.parametrize("backend", ["cpu", "dali"])
+@pytest.mark.parametrize("damage", ["corrupt", "deleted"])
+def test_unreadable_file_is_replaced_deterministically(demo_set, copy_of, backend, damage):
+    """A file broken or deleted after indexing: its samples get a replacement, the same whatever the worker
+    count, on every engine (the DALI engine reads the files itself)."""
     from loader.dataset import build_index
 
     data = copy_of(demo_set)
     index = build_index(data, cache=False)  # indexed while intact ...
     victim = Path(index.im_files[5])
-    victim.write_bytes(b"not a jpeg any more")  # ... broken afterwards
+    if damage == "corrupt":
+        victim.write_bytes(b"not a jpeg any more")  # ... broken afterwards
+    else:
+        victim.unlink()
     runs = []
     for workers in (1, 3):
-        with DetectionLoader(index, imgsz=S, batch_size=6, workers=workers, seed=2, max_bad_fraction=0.5) as dl:
+        with DetectionLoader(index, imgsz=S, batch_size=6, workers=workers, seed=2, max_bad_fraction=0.5,
+                             backend=_backend(backend)) as dl:
             batches = _batches(dl)
             assert set(dl.unreadable) == {5}
         files = [f for b in batches for f in b["im_file"]]
@@ -182,10 +195,12 @@ def test_unreadable_file_is_replaced_deterministically(demo_set, copy_of):
     assert not _painter_threads()
 
 
-def test_too_many_unreadable_files_is_a_clear_error(demo_set, copy_of):
+@pytest.mark.parametrize("backend", ["cpu", "dali"])
+def test_too_many_unreadable_files_is_a_clear_error(demo_set, copy_of, backend):
     shm = _shm()
     data = copy_of(demo_set)
-    with DetectionLoader(data, imgsz=S, batch_size=24, workers=2, index_cache=False) as dl:
+    with DetectionLoader(data, imgsz=S, batch_size=24, workers=2, index_cache=False,
+                         backend=_backend(backend)) as dl:
         victim = Path(dl.index.im_files[5])
         victim.unlink()
         with pytest.raises(BadDataError, match=victim.name) as e:

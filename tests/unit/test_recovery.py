@@ -59,6 +59,19 @@ def test_budget_per_epoch_and_final_report(caplog):
     assert policy.replaced == []
 
 
+def test_the_budget_counts_samples_not_retries():
+    """A sample with two bad tiles, and the same sample replanned after a reset, is one replaced sample."""
+    policy = BadDataPolicy(0.01, FILES)
+    replan = lambda exclude, error: [i for i in range(10) if i not in exclude][:3]  # noqa: E731
+    policy.attempt(_step({1, 2}), [0, 1, 2], replan, position=7, epoch=0)
+    policy.attempt(_step({1, 2}), [0, 1, 2], replan, position=7, epoch=0)  # replanned after a reset
+    assert len(policy.replaced) == 4
+    policy.check(100, epoch=0)  # 1 sample of 100: within the budget
+    policy.attempt(_step({1}), [1], replan, position=8, epoch=0)
+    with pytest.raises(BadDataError, match="2 samples of epoch 0"):
+        policy.check(100, epoch=0)
+
+
 def test_a_replan_that_refuses_stops_at_once():
     def refuse(exclude, error):
         raise BadDataError(f"validation image unreadable: {FILES[error.index]}")

@@ -38,6 +38,19 @@ def test_every_store_answers_the_same_pixels(demo_set, copy_of, store):
         assert (src.cache_bytes > 0) == (store is not None)
 
 
+@pytest.mark.parametrize("store", ["disk", "ram"])
+def test_a_store_never_serves_another_decode_modes_pixels(demo_set, copy_of, store):
+    """Caches built with reduced_decode=True hold other pixels than the full decode's: a user of another mode
+    (e.g. the default after a run with True) gets its own cache, not those pixels."""
+    index = build_index(copy_of(demo_set), cache=False, verbose=False)
+    with _source(index, reduced_decode=False) as full, _source(index, reduced_decode=True) as reduced:
+        assert not np.array_equal(full.get(5), reduced.get(5))  # the two modes differ on this set
+        with _source(index, store=store, reduced_decode=True, workers=2) as a, \
+                _source(index, store=store, reduced_decode=False, workers=2) as b:
+            for i in (0, 5, 23):
+                assert np.array_equal(a.get(i), reduced.get(i)) and np.array_equal(b.get(i), full.get(i)), i
+
+
 def test_an_unreadable_image_is_reported_once_and_never_reread(demo_set, copy_of, caplog):
     index = build_index(copy_of(demo_set), cache=False, verbose=False)
     victim = Path(index.im_files[2])
