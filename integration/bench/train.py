@@ -105,5 +105,5 @@ def measure_training(spec: RunSpec, meter) -> dict:
         raise RuntimeError(f"training stopped after {len(stamps)} iterations: too few to time")
     it_s = (len(timed) - 1) / (timed[-1] - timed[0])
     return {"name": spec.name, "kind": "train", "trainer": spec.train, "model": spec.model, "device": spec.device,
-            "imgsz": spec.imgsz, "batch": spec.batch, "it_s": it_s, "img_s": it_s * spec.batch, "iterations_timed": len(timed) - 1, "warmup_iterations": warmup,
-            "wall_s": time.perf_counter() - t0}
+            "imgsz": spec.imgsz, "batch": spec.batch, "it_s": it_s, "img_s": it_s * spec.batch,
+            "iterations_timed": len(timed) - 1, "warmup_iterations": warmup, "wall_s": time.perf_counter() - t0}

@@ -17,11 +17,8 @@ class ImageCache:
 
     Holds host arrays or device tensors (the DALI engine's tiles on a GPU): anything with ``nbytes``."""
 
-    def __init__(self, budget_bytes: int, n_keys: int | None = None):
-        """``n_keys``: keys are 0..n_keys-1, and ``present`` (a bool array) says which are held, for
-        callers that ask about a whole batch of keys at once."""
+    def __init__(self, budget_bytes: int):
         self.budget = int(budget_bytes)
-        self.present = np.zeros(n_keys or 0, bool)
         self._items: OrderedDict[int, np.ndarray] = OrderedDict()
         self._pending: dict[int, Future] = {}
         self._lock = threading.Lock()
@@ -59,14 +56,10 @@ class ImageCache:
             if im.nbytes <= self.budget:
                 self._items[key] = im
                 self.bytes += im.nbytes
-                if key < len(self.present):
-                    self.present[key] = True
                 while self.bytes > self.budget:
-                    k, old = self._items.popitem(last=False)
+                    _, old = self._items.popitem(last=False)
                     self.bytes -= old.nbytes
                     self.evictions += 1
-                    if k < len(self.present):
-                        self.present[k] = False
         fut.set_result(im)
         return im
 
@@ -93,7 +86,6 @@ class ImageCache:
     def clear(self) -> None:
         with self._lock:
             self._items.clear()
-            self.present[:] = False
             self.bytes = 0
 
     def stats(self) -> dict:

@@ -45,7 +45,7 @@ class ImageSource(Closing):
     def __init__(self, index, load_shapes: np.ndarray, *, imgsz: int, budget_bytes: int, store: str | None = None,
                  reduced_decode: bool | str = False, workers: int = 1, key: str = ""):
         self.index, self.load_shapes, self.reduced_decode = index, load_shapes, reduced_decode
-        self.buffer = ImageCache(budget_bytes, len(index))
+        self.buffer = ImageCache(budget_bytes)
         self._unreadable: dict[int, str] = {}
         self.unreadable_mask = np.zeros(len(index), bool)  # the same set, for questions about whole batches
         self._lock = threading.Lock()
@@ -124,12 +124,6 @@ class ImageSource(Closing):
     def __contains__(self, i: int) -> bool:
         """Whether ``get(i)`` is answered without decoding."""
         return self.arena is not None or i in self.buffer
-
-    def held(self, indices: np.ndarray) -> np.ndarray:
-        """``i in self`` for an array of indices at once (a snapshot: another thread may evict right after)."""
-        if self.arena is not None:
-            return np.ones(len(indices), bool)
-        return self.buffer.present[indices]
 
     def is_unreadable(self, i: int) -> bool:
         return i in self._unreadable
