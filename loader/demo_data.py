@@ -16,12 +16,12 @@ from __future__ import annotations
 import importlib.util
 import io
 import os
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+from .procpool import map_in_processes
 
 __all__ = ["CLASSES", "NASTY_CASES", "make_demo_dataset", "asset_paths", "render_sample"]
 
@@ -174,8 +174,7 @@ def _write_split(out: Path, split: str, first: int, count: int, seed: int, w: in
     jobs = [(seed, k, w, h, quality, str(out / "images" / split / f"{k:06d}.jpg"),
              str(out / "labels" / split / f"{k:06d}.txt"), flat) for k in range(first, first + count)]
     if workers > 1 and count >= 32:
-        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as ex:
-            list(ex.map(_write_one, jobs, chunksize=8))
+        map_in_processes("loader.demo_data:_write_one", jobs, workers, chunksize=8)
     else:
         for j in jobs:
             _write_one(j)

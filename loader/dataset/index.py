@@ -21,14 +21,13 @@ import os
 import time
 from collections import Counter
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
 
 from ..paths import cache_root
+from ..procpool import map_in_processes
 from ..progress import Progress
 from .probe import FORMATS, REASONS, probe_pair
 from .source import DatasetError, Source, img2label_path, resolve_source
@@ -39,7 +38,7 @@ __all__ = ["DatasetIndex", "build_index", "default_cache_dir", "INDEX_VERSION"]
 LOG = logging.getLogger("loader.dataset")
 INDEX_VERSION = 1
 LABEL_STATUS = ("ok", "missing", "empty")  # per kept image: its label file had rows / was absent / was empty
-_PARALLEL_MIN = 4000  # below this a process pool costs more than it saves (measured: ~0.6 s spawn)
+_PARALLEL_MIN = 4000  # below this child processes cost more than they save (~0.3 s to start one)
 _MAX_LOGGED = 50  # skipped files named one by one in the log; all of them stay in index.rejected
 
 
@@ -237,12 +236,9 @@ def _probe_all(args: list[tuple], workers: int | None, split: str = "") -> list:
                 out.append(probe_pair(a))
                 bar.update()
             return out
-        chunk = max(64, len(args) // (workers * 8))
-        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as ex:
-            for r in ex.map(probe_pair, args, chunksize=chunk):
-                out.append(r)
-                bar.update()
-    return out
+        # child processes that never import the caller's script (a plain script without a __main__ guard works)
+        return map_in_processes("loader.dataset.probe:probe_pair", args, workers,
+                                chunksize=max(64, min(1024, len(args) // (workers * 8))), progress=bar).results
 
 
 def _cache_key(src: Source, source, num_cls, single_cls) -> str:
