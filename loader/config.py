@@ -7,6 +7,7 @@ name the key. Ultralytics' spellings are mapped here and only here (``cache=True
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field, fields, replace
 
 from .plan import Hyp, UnsupportedHyp
@@ -48,7 +49,10 @@ class LoaderConfig:
     Ultralytics does. It applies to OpenCV's decodes: the DALI engine decodes JPEGs in full (a WARNING says so
     when ``True`` is asked). ``max_bad_fraction``: share of an epoch's samples that may need a
     replacement for an image unreadable at training time before ``BadDataError``. ``cache``: None,
-    ``"ram"`` (one shared arena per node) or ``"disk"`` (training-size images, memory-mapped).
+    ``"ram"`` (one copy per node in shared memory) or ``"disk"`` (one file), both every image at training size
+    in one packed store read as views (``images/packed.py``); ``cache_dir``: where ``"disk"`` goes (default
+    ``YOLO_LOADER_DISK_CACHE_DIR``, else ``~/.cache/yolo-loader/images``): a local SSD, or ``/dev/shm``, when the
+    images sit on a network share.
     ``dali_threads``: DALI's CPU thread pool (default: ``min(4, workers)`` on a GPU, ``workers`` in
     CPU-only mode). ``hw_decoder_load``: share of JPEGs for the GPU's hardware decoder.
     """
@@ -77,6 +81,7 @@ class LoaderConfig:
     cache: str | None = None
     dali_threads: int | None = None
     hw_decoder_load: float = 0.65
+    cache_dir: str | None = None
 
     @classmethod
     def from_kwargs(cls, **kwargs) -> LoaderConfig:
@@ -128,6 +133,7 @@ class LoaderConfig:
         need(self.dali_threads is None or (isinstance(self.dali_threads, int) and self.dali_threads >= 1),
              "dali_threads", "None or >= 1")
         need(0.0 <= self.hw_decoder_load <= 1.0, "hw_decoder_load", "in [0, 1]")
+        need(self.cache_dir is None or isinstance(self.cache_dir, (str, os.PathLike)), "cache_dir", "None or a path")
         need(any(self.reduced_decode is m or self.reduced_decode == m for m in (False, True, "equivalent")),
              "reduced_decode", "True, False or 'equivalent'")
         self.hyp.validate()

@@ -81,7 +81,7 @@ class DetectionLoader(Closing):
         self.images = ImageSource(self.index, self.planner.load_shapes, imgsz=cfg.imgsz, budget_bytes=budget,
                                   store=cfg.cache, reduced_decode=cfg.reduced_decode if cfg.augment else False,
                                   workers=workers, key=f"{self.index.data.get('yaml_file') or self.index.im_files[0]}"
-                                                       f"|{self.index.split}")
+                                                       f"|{self.index.split}", cache_dir=cfg.cache_dir)
         self.engine = engines.build(engine, self.images, cfg, workers, lambda: self.planner.hyp)
         # prefetched batches, the one the consumer holds and the one it just dropped (the loop variable still
         # holds it while the next is requested); a consumer that keeps more gets fresh buffers
@@ -167,8 +167,10 @@ class DetectionLoader(Closing):
 
     def stats(self) -> dict:
         """Figures of the whole loader: samples, decodes, the image buffer, ring buffers, the engine's own."""
+        store = self.images.store_stats()
         return {"samples": self.samples, "decodes": self.images.decodes,
                 "decodes_per_sample": self.images.decodes / max(self.samples, 1), "image_cache": self.images.stats(),
+                "store": store, "store_errors": store["store_errors"], "read_faults": store["read_faults"],
                 "ring_bytes": self.ring.nbytes(), "workers": self.workers, "engine": self.backend,
                 "device": self.device, **self.engine.stats()}
 

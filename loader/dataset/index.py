@@ -77,7 +77,8 @@ class DatasetIndex:
 
     def __init__(self, *, im_files: StringTable, shapes, orientation, formats, label_status, label_offsets, cls,
                  boxes, names: dict, data: dict, split: str, skipped: list[Skipped], notes: list[tuple[str, str]],
-                 ignored: int, n_duplicates: int, cache_file: str | None = None, build_info: dict | None = None):
+                 ignored: int, n_duplicates: int, cache_file: str | None = None, build_info: dict | None = None,
+                 stamps=None):
         self.im_files = im_files
         self.shapes = np.asarray(shapes, np.int32).reshape(-1, 2)  # (h, w), EXIF orientation applied
         self.orientation = np.asarray(orientation, np.uint8)
@@ -89,6 +90,7 @@ class DatasetIndex:
         self.names, self.data, self.split = names, data, split
         self.skipped, self.notes, self.ignored, self.n_duplicates = skipped, notes, ignored, n_duplicates
         self.cache_file, self.build_info = cache_file, build_info or {}
+        self._stamps = None if stamps is None else np.asarray(stamps, np.int64).reshape(-1, 2)
 
     def __len__(self) -> int:
         return len(self.im_files)
@@ -97,6 +99,14 @@ class DatasetIndex:
         """(cls (k,), boxes (k, 4)) of image ``i``: read-only views, no copy."""
         a, b = self.label_offsets[i], self.label_offsets[i + 1]
         return self.cls[a:b], self.boxes[a:b]
+
+    @property
+    def stamps(self) -> np.ndarray:
+        """(n, 2) int64: each image file's size and mtime_ns when it was indexed (from the index's own stat pass;
+        read from the files for an index built another way): what tells a cache that a source changed."""
+        if self._stamps is None:
+            self._stamps = np.array([_stat(self.im_files[i]) for i in range(len(self))], np.int64).reshape(-1, 2)
+        return self._stamps
 
     @property
     def labels(self) -> LabelsView:
@@ -329,7 +339,7 @@ def _index_from_table(t: _Table, src: Source, ignored: int) -> DatasetIndex:
                         orientation=t.orientation[keep], formats=t.formats[keep], label_status=t.label_status[keep],
                         label_offsets=offsets, cls=t.cls, boxes=t.boxes, names=src.names, data=src.data,
                         split=src.split, skipped=skipped, notes=notes, ignored=ignored,
-                        n_duplicates=int(t.dupes[keep].sum()))
+                        n_duplicates=int(t.dupes[keep].sum()), stamps=t.stats[keep, :2])
 
 
 def _report(index: DatasetIndex, verbose: bool) -> None:

@@ -72,7 +72,7 @@ class DaliEngine(Engine):
         self._perspective_logged = self._buffer_logged = False
         ix = source.index
         self._dali_can = (ix.formats == 1) & np.isin(ix.orientation, (0, 1))  # JPEGs without EXIF rotation
-        if source.arena is None and source.disk is None:  # a RAM / disk cache holds the tiles otherwise
+        if source.store is None:  # a RAM / disk cache holds the tiles otherwise
             # file reads in parallel (I/O waits overlap): 1.6-2.2x over one thread on 2 cores, page-cached
             # files (an ad-hoc run over 512 files of 265 kB)
             self._readers = ThreadPoolExecutor(self.threads, thread_name_prefix="loader-read")

@@ -15,12 +15,16 @@ JPEG decoded DCT-reduced (libjpeg's 1/2, 1/4, 1/8 IDCT scaling) and INTER_LINEAR
 
 from __future__ import annotations
 
+import errno
+import time
+
 import cv2
 import numpy as np
 
 from ..plan import load_size
 
-__all__ = ["DecodeError", "load_size", "reduction_for", "decode_resized", "read_bytes", "REDUCE_MODES"]
+__all__ = ["DecodeError", "SourceReadError", "load_size", "reduction_for", "decode_resized", "read_bytes",
+           "REDUCE_MODES"]
 
 REDUCE_MODES = (False, True, "equivalent")
 
@@ -29,7 +33,19 @@ _REDUCED = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_RE
 
 
 class DecodeError(OSError):
-    """An indexed image could not be read or decoded at training time."""
+    """An indexed image could not be read or decoded at training time: the file's own fault (gone, no permission,
+    not an image any more)."""
+
+
+class SourceReadError(OSError):
+    """A read failed for a reason that is not the file's (too many open files, no memory, an I/O error on a
+    network share) and kept failing when retried: the image is not bad data."""
+
+
+# errors that say something about the file itself; any other errno is the machine's and may pass
+_FILE_ERRNOS = {errno.ENOENT, errno.EACCES, errno.EPERM, errno.EISDIR, errno.ENOTDIR, errno.ELOOP,
+                errno.ENAMETOOLONG, errno.ENXIO}
+_RETRY_S = (0.01, 0.05)
 
 
 def reduction_for(h0: int, w0: int, h: int, w: int, mode: bool | str = True) -> int:
@@ -73,9 +89,19 @@ def decode_resized(data: np.ndarray | bytes, hw0: tuple[int, int], hw: tuple[int
 
 def read_bytes(path: str) -> np.ndarray:
     """The file's bytes as a read-only uint8 array. A plain file read: it releases the GIL while it waits
-    (``np.fromfile`` holds it, measured with ``py-spy record --gil`` in the painter threads)."""
-    try:
-        with open(path, "rb") as f:
-            return np.frombuffer(f.read(), np.uint8)
-    except OSError as e:
-        raise DecodeError(f"{path}: cannot read ({e})") from None
+    (``np.fromfile`` holds it, measured with ``py-spy record --gil`` in the painter threads).
+
+    ``DecodeError`` when the file is the problem (``_FILE_ERRNOS``); any other failure is retried twice
+    (10 and 50 ms later), then raised as ``SourceReadError``."""
+    for wait in (*_RETRY_S, None):
+        try:
+            with open(path, "rb") as f:
+                return np.frombuffer(f.read(), np.uint8)
+        except OSError as e:
+            if e.errno in _FILE_ERRNOS:
+                raise DecodeError(f"{path}: cannot read ({e})") from None
+            if wait is None:
+                raise SourceReadError(e.errno, f"{path}: cannot read ({e.strerror or e}), retried "
+                                      f"{len(_RETRY_S)} times") from None
+            time.sleep(wait)
+    raise AssertionError("unreachable")

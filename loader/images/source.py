@@ -2,12 +2,17 @@
 
 The stores sit behind it, so engines, tests and benchmarks never see which one answers:
 
-* ``cache="ram"``: the whole data set in one shared-memory arena per node (``ram.RamArena``);
-* otherwise recent images in one bounded, decode-once buffer (``lru.ImageCache``, sized for Ultralytics'
-  mosaic buffer), filled from the disk cache (``cache="disk"``, ``disk.DiskCache``) or by decoding.
+* ``cache="ram"`` / ``cache="disk"``: the whole data set in one packed store (``packed.PackedStore``: shared
+  memory, one copy per node, or one file), read as views;
+* otherwise (and for any image the store does not hold) recent images in one bounded, decode-once buffer
+  (``lru.ImageCache``, sized for Ultralytics' mosaic buffer), filled by decoding.
 
-The source also owns the set of images found unreadable at training time: each is logged once with its
-file, and never read again.
+A fault of the store (no space, too many open files, read-only, I/O errors) is not bad data: it is named once
+at WARNING, counted (``store_errors``), and the images come from their source files instead. The source also
+owns the set of images found unreadable: an image is unreadable only when its own file cannot be read or
+decoded; each is logged once and never read again. A read that fails for another reason (``SourceReadError``:
+the machine's fault, retried first) replaces the sample this time, counted in ``read_faults``, and the image
+stays in the data set.
 """
 
 from __future__ import annotations
@@ -18,8 +23,9 @@ import threading
 import numpy as np
 
 from .._closing import Closing
-from .decode import decode_resized, read_bytes
+from .decode import SourceReadError, decode_resized, read_bytes
 from .lru import ImageCache
+from .packed import OK, StoreUnavailable, open_store, path_hashes
 
 __all__ = ["ImageSource", "UnreadableImage"]
 
@@ -27,11 +33,12 @@ LOG = logging.getLogger("loader.images")
 
 
 class UnreadableImage(OSError):
-    """Image ``index`` cannot be read or decoded (deleted, truncated or corrupted after indexing)."""
+    """Image ``index`` cannot be served now. ``permanent``: its file is gone, unreadable or not an image (it is
+    never read again); otherwise a passing fault of the machine (the sample is replaced this time only)."""
 
-    def __init__(self, index: int, reason: str):
+    def __init__(self, index: int, reason: str, permanent: bool = True):
         super().__init__(reason)
-        self.index, self.reason = index, reason
+        self.index, self.reason, self.permanent = index, reason, permanent
 
 
 class ImageSource(Closing):
@@ -39,44 +46,51 @@ class ImageSource(Closing):
 
     ``store``: None, ``"ram"`` or ``"disk"``; ``budget_bytes``: the buffer's bound; ``reduced_decode``: the
     DCT-reduced JPEG decode mode (``decode.REDUCE_MODES``; validation uses False); ``workers``: threads
-    that build a RAM or disk cache; ``key``: what names this data set's caches.
+    that build a store; ``key``: what names this data set's store; ``cache_dir``: where ``"disk"`` goes
+    (default ``packed.disk_dir()``).
     """
 
     def __init__(self, index, load_shapes: np.ndarray, *, imgsz: int, budget_bytes: int, store: str | None = None,
-                 reduced_decode: bool | str = False, workers: int = 1, key: str = ""):
+                 reduced_decode: bool | str = False, workers: int = 1, key: str = "", cache_dir=None):
+        if store not in (None, "ram", "disk"):
+            raise ValueError(f"store must be None, 'ram' or 'disk', got {store!r}")
         self.index, self.load_shapes, self.reduced_decode = index, load_shapes, reduced_decode
+        self.mode = store
         self.buffer = ImageCache(budget_bytes)
         self._unreadable: dict[int, str] = {}
         self.unreadable_mask = np.zeros(len(index), bool)  # the same set, for questions about whole batches
         self._lock = threading.Lock()
-        self.disk = self.arena = None
-        # the decode mode names the caches too: a cache built with another mode holds other pixels
-        key = f"{key}|decode={reduced_decode}"
-        if store == "disk":
-            from .disk import DiskCache
-
-            self.disk = DiskCache(key, imgsz)
-            built = self.disk.build(((index.im_files[i], self.load_hw(i), i) for i in range(len(index))),
-                                    self.decode, workers)
-            if built:
-                LOG.info("disk cache: %d images encoded at training size in %s", built, self.disk.dir)
-        elif store == "ram":
-            from .ram import RamArena
-
-            def decode_or_none(i):
-                try:
-                    return self.decode(i)
-                except OSError as e:
-                    self._unreadable[i] = str(e)
+        self.store = None
+        self.store_errors = self.read_faults = 0
+        self._faults_logged: set = set()
+        if store is not None:
+            # the decode mode names the store too: one built with another mode holds other pixels
+            what = {"data": key, "imgsz": int(imgsz), "decode": str(reduced_decode)}
+            try:
+                self.store = open_store(store, what, load_shapes, index.stamps, path_hashes(index.im_files),
+                                        self._decode_or_none, workers=workers, directory=cache_dir,
+                                        on_fallback=self._store_fault)
+            except StoreUnavailable as e:
+                self._store_fault(f"{e}; decoding from the image files instead")
+            if self.store is not None:
+                for i in self.store.unreadable.tolist():
+                    self._unreadable[i] = "unreadable when the cache was built"
                     self.unreadable_mask[i] = True
-                    return None
 
-            self.arena = RamArena(f"{key}|{imgsz}", load_shapes, decode_or_none, workers=workers)
-            for i in self.arena.unreadable.tolist():
-                self._unreadable.setdefault(i, "unreadable when the RAM cache was built")
-                self.unreadable_mask[i] = True
-        elif store is not None:
-            raise ValueError(f"store must be None, 'ram' or 'disk', got {store!r}")
+    def _store_fault(self, reason: str) -> None:
+        with self._lock:
+            self.store_errors += 1
+        LOG.warning("cache=%r: %s (counted in stats()['store_errors'])", self.mode, reason)
+
+    def _decode_or_none(self, i: int):
+        """The store's loader: None for a file that does not decode (flagged unreadable in the store);
+        a ``SourceReadError`` leaves the image out of the store (decoded when needed)."""
+        try:
+            return self.decode(i)
+        except SourceReadError:
+            raise
+        except OSError:
+            return None
 
     def __len__(self) -> int:
         return len(self.index)
@@ -96,13 +110,21 @@ class ImageSource(Closing):
         reason = self._unreadable.get(i)
         if reason is not None:
             raise UnreadableImage(i, reason)
-        if self.arena is not None:
-            return self.arena.get(i)
-        load = (lambda: self.disk.get(self.index.im_files[i], self.load_hw(i), lambda: self.decode(i))) \
-            if self.disk is not None else (lambda: self.decode(i))
+        store = self.store
+        if store is not None and store.status[i] == OK:
+            return store.get(i)
         try:
-            return self.buffer.get(i, load)
-        except OSError as e:  # DecodeError, or the file vanished / cannot be read
+            return self.buffer.get(i, lambda: self.decode(i))
+        except SourceReadError as e:  # the machine's fault, not the image's: replaced this time, kept
+            with self._lock:
+                self.read_faults += 1
+                first = e.errno not in self._faults_logged
+                self._faults_logged.add(e.errno)
+            (LOG.warning if first else LOG.debug)(
+                "cannot read %s now (%s); the sample is replaced this time, the image stays (further faults are "
+                "counted in stats()['read_faults'])", self.index.im_files[i], e.strerror or e)
+            raise UnreadableImage(i, str(e), permanent=False) from None
+        except OSError as e:  # DecodeError: the file vanished, cannot be read, or does not decode any more
             with self._lock:
                 if i not in self._unreadable:
                     self._unreadable[i] = str(e)
@@ -115,15 +137,13 @@ class ImageSource(Closing):
         self.buffer.get(i, lambda: image)
 
     def take(self, indices) -> dict:
-        """The buffer's images among ``indices``, as references the caller holds (none with a RAM arena, which
-        never evicts): what one batch keeps while it is painted."""
-        if self.arena is not None:
-            return {}
+        """The buffer's images among ``indices``, as references the caller holds: what one batch keeps while it
+        is painted (a store never evicts: its images are not in the buffer)."""
         return self.buffer.take(int(i) for i in indices)
 
     def __contains__(self, i: int) -> bool:
         """Whether ``get(i)`` is answered without decoding."""
-        return self.arena is not None or i in self.buffer
+        return (self.store is not None and self.store.status[i] == OK) or i in self.buffer
 
     def is_unreadable(self, i: int) -> bool:
         return i in self._unreadable
@@ -136,20 +156,26 @@ class ImageSource(Closing):
 
     @property
     def decodes(self) -> int:
-        """Images decoded (or read from the disk cache) into the buffer so far."""
+        """Images decoded into the buffer so far (a store's images are not decoded at training time)."""
         return self.buffer.misses
 
     @property
     def cache_bytes(self) -> int:
-        """Bytes of the whole-data-set store (RAM arena or disk cache), 0 without one."""
-        return self.arena.nbytes if self.arena is not None else self.disk.nbytes() if self.disk is not None else 0
+        """Bytes of the whole-data-set store, 0 without one."""
+        return self.store.nbytes if self.store is not None else 0
 
     def stats(self) -> dict:
         return self.buffer.stats()
 
+    def store_stats(self) -> dict:
+        """What the cache is: asked for, where it is, its size, whether this process built it, its faults."""
+        st = self.store
+        return {"cache": self.mode, "backing": st.backing if st else None, "path": str(st.path) if st else None,
+                "bytes": self.cache_bytes, "built_here": bool(st and st.built_here),
+                "build_s": st.build_s if st else 0.0, "decoded": st.decoded if st else 0,
+                "copied": st.copied if st else 0, "store_errors": self.store_errors, "read_faults": self.read_faults}
+
     def close(self) -> None:
         self.buffer.clear()
-        if self.disk is not None:
-            self.disk.flush()
-        if self.arena is not None:
-            self.arena.close()
+        if self.store is not None:
+            self.store.close()

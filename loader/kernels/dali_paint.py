@@ -160,6 +160,7 @@ class DaliPainter(Closing):
         self.device_id = device_id_of(device_id) if cfg.device == "gpu" else None
         self._pipe = _build(cfg, threads, self.device_id)
         self._grey_img = self._dummy = None
+        self._made = threading.Lock()  # painter threads build feeds at the same time: device constants made once
         LOG.info("DALI painter on %s: %d tile slots%s, batch <= %d (<= %d graph samples)", cfg.device, cfg.slots,
                  " + mixup" if cfg.mix else "", cfg.max_batch, cfg.graph_batch)
 
@@ -175,12 +176,13 @@ class DaliPainter(Closing):
 
     def _grey(self, hw: tuple[int, int]):
         """A 114 image at least ``hw``: the canvas background every output pastes first (one per batch)."""
-        g = self._grey_img
-        if g is None or g.shape[0] < hw[0] or g.shape[1] < hw[1]:
-            h = max(hw[0], 0 if g is None else g.shape[0])
-            w = max(hw[1], 0 if g is None else g.shape[1])
-            self._grey_img = g = self._to_device(np.full((h, w, 3), FILL, np.uint8))
-        return g
+        with self._made:
+            g = self._grey_img
+            if g is None or g.shape[0] < hw[0] or g.shape[1] < hw[1]:
+                h = max(hw[0], 0 if g is None else g.shape[0])
+                w = max(hw[1], 0 if g is None else g.shape[1])
+                self._grey_img = g = self._to_device(np.full((h, w, 3), FILL, np.uint8))
+            return g
 
     def _check(self, batch: PlanBatch) -> PlanBatch:
         cfg, B = self.cfg, len(batch)
@@ -206,8 +208,9 @@ class DaliPainter(Closing):
         tiles = [self._to_device(load(int(i))) for i in images]
         tiles.append(self._grey((int(hw[0]), int(hw[1]))))
         if n > len(tiles):  # fewer distinct images than canvases: inputs nothing pastes from
-            if self._dummy is None:
-                self._dummy = self._to_device(np.full((1, 1, 3), FILL, np.uint8))
+            with self._made:
+                if self._dummy is None:
+                    self._dummy = self._to_device(np.full((1, 1, 3), FILL, np.uint8))
             tiles += [self._dummy] * (n - len(tiles))
         f["tiles"] = tiles
         return f
@@ -278,6 +281,7 @@ class DaliPainter(Closing):
         with self._lock:
             pipe, self._pipe = self._pipe, None
             self._grey_img = self._dummy = None
+        self._made = threading.Lock()  # painter threads build feeds at the same time: device constants made once
         del pipe
 
 

@@ -14,11 +14,12 @@ random colours); warps are bilinear with pixel centres at integer coordinates, l
 
 from __future__ import annotations
 
+import functools
+import threading
+
 import numpy as np
 import torch
 import torch.nn.functional as F
-
-import functools
 
 from ..plan import FILL, Plan, translate, visible_window, window_pastes
 from .opencv import hsv_luts_batch
@@ -28,9 +29,18 @@ __all__ = ["paint_torch", "colour", "colour_tables", "mix_blend", "bgr_to_hsv8",
 _SHIFT = 12
 
 
-@functools.lru_cache(maxsize=8)
+_TABLES_LOCK = threading.Lock()
+
+
 def _tables(device: torch.device):
-    """OpenCV's fixed-point division tables and the HSV->BGR sector table, resident on ``device`` (made once)."""
+    """OpenCV's fixed-point division tables and the HSV->BGR sector table, resident on ``device`` (made once, under a
+    lock: painter threads ask at the same time)."""
+    with _TABLES_LOCK:
+        return _make_tables(device)
+
+
+@functools.lru_cache(maxsize=8)
+def _make_tables(device: torch.device):
     i = torch.arange(256, dtype=torch.float64)
     sdiv = torch.where(i > 0, torch.round((255 << _SHIFT) / i.clamp(min=1)), torch.zeros_like(i))
     hdiv = torch.where(i > 0, torch.round((180 << _SHIFT) / (6 * i.clamp(min=1))), torch.zeros_like(i))
