@@ -3,7 +3,7 @@ CPU time, both over the same walk of the tree."""
 
 from __future__ import annotations
 
-__all__ = ["tree_processes", "tree_pss", "tree_cpu_seconds"]
+__all__ = ["tree_processes", "tree_pss", "tree_pss_file", "tree_cpu_seconds"]
 
 
 def tree_processes(pid: int | None = None) -> list:
@@ -26,6 +26,23 @@ def tree_pss(pid: int | None = None) -> int:
         try:
             total += p.memory_full_info().pss
         except psutil.Error:
+            pass
+    return total
+
+
+def tree_pss_file(pid: int | None = None) -> int:
+    """Bytes of file-backed PSS summed over the tree (``Pss_File`` of ``/proc/<pid>/smaps_rollup``): mapped files,
+    e.g. a mapped disk cache; clean page cache the kernel reclaims under pressure. 0 where the kernel has no
+    rollup."""
+    total = 0
+    for p in tree_processes(pid):
+        try:
+            with open(f"/proc/{p.pid}/smaps_rollup") as f:
+                for line in f:
+                    if line.startswith("Pss_File:"):
+                        total += int(line.split()[1]) * 1024
+                        break
+        except OSError:
             pass
     return total
 

@@ -12,7 +12,7 @@ import threading
 import time
 from pathlib import Path
 
-from loader.memory import tree_cpu_seconds, tree_pss
+from loader.memory import tree_cpu_seconds, tree_pss, tree_pss_file
 
 from .contenders import build, decode_only
 from .spec import RunSpec
@@ -21,11 +21,13 @@ __all__ = ["TreeMeter", "measure", "child_main"]
 
 
 class TreeMeter:
-    """Samples the PSS of this process tree once a second (reading smaps costs CPU); CPU seconds between marks."""
+    """Samples the PSS of this process tree once a second (reading smaps costs CPU), and its file-backed part;
+    CPU seconds between marks."""
 
     def __init__(self, period: float = 1.0):
         self.period = period
         self.samples: list[tuple[float, int]] = []
+        self.file_peak = 0
         self._seen: dict[int, float] = {}
         self._stop = threading.Event()
         self._th = threading.Thread(target=self._run, daemon=True, name="bench-meter")
@@ -37,6 +39,7 @@ class TreeMeter:
     def _run(self):
         while not self._stop.is_set():
             self.samples.append((time.perf_counter(), tree_pss()))
+            self.file_peak = max(self.file_peak, tree_pss_file())
             self._stop.wait(self.period)
 
     def close(self):
@@ -113,7 +116,8 @@ def measure(spec: RunSpec) -> dict:
            "img_s": n_img / (t1 - t0), "it_s": n_batches / (t1 - t0), "cpu_s_per_img": (c1 - c0) / n_img,
            "cores_busy": (c1 - c0) / (t1 - t0), "pss_peak_gib": peak / 2**30, "pss_peak_bytes": peak,
            "pss_steady_gib": statistics.median(timed) / 2**30, "warmup_batches": warm, "drained_batches": drained,
-           "build_s": build_s, "images_timed": n_img, "batches_timed": n_batches, **c.extra()}
+           "build_s": build_s, "images_timed": n_img, "batches_timed": n_batches, "cache": spec.cache,
+           "pss_file_peak_gib": meter.file_peak / 2**30, **c.extra()}
     if spec.kind == "dali" and row.get("device") != "cuda":
         row["name"] = f"{spec.name} (CPU-only mode)"
     if c.close:

@@ -10,8 +10,10 @@
   3 interleaved rounds of the throughput rows, one round of the RAM rows (forced stock, DALI CPU-only).
 * ``seed``: the reported configuration: 896 px, batch 128, stock with 8 and 12 workers (capped and
   forced), ours at 8, 12 and auto, on ``.demo/seed`` (4000 images: 4x the 1000-image buffer of batch
-  128, the fresh-decode regime). A forced stock row whose projected RAM does not fit this machine is not
-  run; its projection is reported instead.
+  128, the fresh-decode regime), and the same rows with ``cache="disk"`` (the reported run's setting:
+  stock's full-resolution ``.npy`` beside each image vs our one packed file at training size; each side's
+  cache build time and bytes under the table). A forced stock row whose projected RAM does not fit this
+  machine is not run; its projection is reported instead.
 * ``quick``: a CI-sized smoke run (48 small images, imgsz 320, batch 8, one round).
 
 Every contender runs in its own subprocess (``child.py``):
@@ -79,7 +81,7 @@ PRESETS = {
     "main": dict(imgsz=896, batch=32, workers="8,12", batches=12, rounds=3, heavy_rounds=1, demo=("bench", 1200),
                  forced=True, train_imgsz=320, train_batch=8, train_rounds=2),
     "seed": dict(imgsz=896, batch=128, workers="8,12", batches=4, rounds=2, heavy_rounds=1, demo=("seed", 4000),
-                 forced=True, train_imgsz=896, train_batch=128, train_rounds=2),
+                 forced=True, train_imgsz=896, train_batch=128, train_rounds=2, cache=["disk"]),
     "quick": dict(imgsz=320, batch=8, workers="2", batches=4, rounds=1, heavy_rounds=1, demo=("quick", 48),
                   forced=False, warmup=2, train_imgsz=160, train_batch=4, train_rounds=1),
 }
@@ -105,30 +107,13 @@ def contenders(a) -> list[RunSpec]:
     ``rounds=a.heavy_rounds``; the throughput rows run every round."""
     base = dict(data=str(a.data), imgsz=a.imgsz, batch=a.batch, batches=a.batches, warmup=a.warmup)
     out = [(RunSpec(kind="decode", name="decode-only", **base), a.heavy_rounds)]
-    capped = {}
-    for w in a.workers:
-        eff = min(w, _cores())
-        if eff in capped:  # build_dataloader caps both at the core count: the same loader, run once
-            print(f"stock-w{w}: build_dataloader caps it at {eff} processes, as stock-w{capped[eff]}: not run twice",
-                  flush=True)
-            continue
-        capped[eff] = w
-        out.append((RunSpec(kind="stock", name=f"stock-w{w}", workers=w, **base), a.rounds))
-    if a.forced:
-        for w in a.workers:
-            if w > _cores():
-                out.append((RunSpec(kind="stock", name=f"stock-w{w}-forced", workers=w, forced=True, **base),
-                            a.heavy_rounds))
-    for w in a.cpu_workers:
-        out.append((RunSpec(kind="ours", name=f"cpu-w{w}", workers=w, **base), a.rounds))
+    out += _stock_and_ours(a, base, None)
     out.append((RunSpec(kind="ours", name="cpu-auto", workers="auto", **base), a.rounds))
     # what fidelity costs: the DCT-reduced decode wherever it can (faster, not Ultralytics' images)
     out.append((RunSpec(kind="ours", name="cpu-auto-reduced", workers="auto", reduced_decode=True, **base), a.rounds))
     out.append((RunSpec(kind="dali", name="dali", workers=0, **base), a.heavy_rounds))
-    for mode in a.cache or []:  # cached regimes: build time is reported apart (build_s), then steady state
-        w = a.workers[0]
-        out.append((RunSpec(kind="stock", name=f"stock-w{w}-{mode}", workers=w, cache=mode, **base), a.rounds))
-        out.append((RunSpec(kind="ours", name=f"cpu-w{w}-{mode}", workers=w, cache=mode, **base), a.rounds))
+    for mode in a.cache or []:  # cached regimes: each side's first build is reported apart (build_s_first)
+        out += _stock_and_ours(a, base, mode)
     if a.train:
         from loader.device import cuda_usable
 
@@ -140,6 +125,30 @@ def contenders(a) -> list[RunSpec]:
         out += [(RunSpec(kind="train", name=f"train-{t}", train=t, **tr), a.train_rounds) for t in names]
     delays = json.loads(os.environ.get("YOLO_LOADER_BENCH_DELAY", "{}"))  # deliberately slowed rows (gate tests)
     return [(replace(s, delay=float(delays.get(s.name, 0.0))), r) for s, r in out]
+
+
+def _stock_and_ours(a, base: dict, cache: str | None) -> list:
+    """Stock at each worker count (a count ``build_dataloader`` caps to the same processes as an earlier one is not
+    run twice), forced stock where a count exceeds the cores, ours at each ``cpu_workers``; with ``cache``, the rows
+    of that cached regime (``-ram`` / ``-disk`` after the name)."""
+    tail = f"-{cache}" if cache else ""
+    out, capped = [], {}
+    for w in a.workers:
+        eff = min(w, _cores())
+        if eff in capped:  # build_dataloader caps both at the core count: the same loader, run once
+            print(f"stock-w{w}{tail}: build_dataloader caps it at {eff} processes, as stock-w{capped[eff]}{tail}: "
+                  "not run twice", flush=True)
+            continue
+        capped[eff] = w
+        out.append((RunSpec(kind="stock", name=f"stock-w{w}{tail}", workers=w, cache=cache, **base), a.rounds))
+    if a.forced:
+        for w in a.workers:
+            if w > _cores():
+                out.append((RunSpec(kind="stock", name=f"stock-w{w}-forced{tail}", workers=w, forced=True, cache=cache,
+                                    **base), a.heavy_rounds))
+    for w in a.cpu_workers:
+        out.append((RunSpec(kind="ours", name=f"cpu-w{w}{tail}", workers=w, cache=cache, **base), a.rounds))
+    return out
 
 
 def memory_guard(spec: RunSpec) -> dict | None:
@@ -183,8 +192,9 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--plot", type=Path, help="write a PNG chart, it/s and RAM (default next to the JSON)")
     ap.add_argument("--quick", action="store_true", help="the quick preset")
     ap.add_argument("--warmup", type=int, default=None, help="warm-up batches (default: until buffers are full)")
-    ap.add_argument("--cache", type=lambda t: [m for m in t.split(",") if m], default=[],
-                    help="also compare cached regimes: ram, disk or ram,disk (stock and ours at the first worker count)")
+    ap.add_argument("--cache", type=lambda t: [m for m in t.split(",") if m and m != "none"], default=None,
+                    help="also compare cached regimes: ram, disk or ram,disk (stock and ours at every worker count; "
+                         "the seed preset: disk, as in the reported run; 'none' for no cached rows)")
     ap.add_argument("--train", action="store_true", help="also training rows: train-stock, train-cpu (train-dali "
                                                          "on a GPU), train-synthetic")
     ap.add_argument("--train-imgsz", type=int, default=None)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
-__all__ = ["summarize", "distinguishable", "headline", "train_rows", "print_table", "plot"]
+__all__ = ["summarize", "distinguishable", "headline", "train_rows", "print_table", "plot", "cache_lines"]
 
 
 def summarize(rounds: list[list[dict]], reference: str | None = None) -> list[dict]:
@@ -32,6 +32,8 @@ def summarize(rounds: list[list[dict]], reference: str | None = None) -> list[di
             if k in row:
                 row[f"{k}_min"], row[f"{k}_max"] = min(r[k] for r in ok), max(r[k] for r in ok)
         row["rounds"] = len(ok)
+        if "build_s" in ok[0]:
+            row["build_s_first"] = ok[0]["build_s"]  # the round that found no cache: what building it cost
         if len(ok) < len(rs):
             row["failed_rounds"] = len(rs) - len(ok)
         table.append(row)
@@ -149,6 +151,24 @@ def print_table(table: list[dict]) -> None:
               f"{r['pss_steady_gib']:14.2f} | {r.get('rounds', 1):>14}")
     if any(r.get("distinguishable_from_best_stock") is False for r in table):
         print("(~: not distinguishable from the best stock row: their min-max spreads overlap)")
+    for line in cache_lines(table):
+        print(line)
+
+
+def cache_lines(table: list[dict]) -> list[str]:
+    """Under the table, per cached row: its first build (seconds, with the data set's index), the cache's bytes, the
+    faults it met, and the file-backed part of its PSS (a mapped disk cache: clean page cache the kernel reclaims)."""
+    out = []
+    for r in table:
+        if not r.get("cache") or "img_s" not in r:
+            continue
+        what = ("full-resolution .npy per image" if r["cache"] == "disk" else "decoded arrays per process") \
+            if r["kind"] == "stock" else f"one packed store, backing {r.get('store_backing')}"
+        faults = "" if r["kind"] == "stock" else f", {r.get('store_errors', 0)} store faults"
+        out.append(f"{r['name']}: cache={r['cache']!r} built in {r.get('build_s_first', r.get('build_s', 0)):.1f} s, "
+                   f"{r.get('cache_bytes', 0) / 1e9:.2f} GB ({what}){faults}; PSS peak {r['pss_peak_gib']:.2f} GiB, of "
+                   f"which file-backed {r.get('pss_file_peak_gib', 0):.2f} GiB")
+    return out
 
 
 def plot(table: list[dict], path: Path, title: str) -> None:

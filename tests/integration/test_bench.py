@@ -23,7 +23,8 @@ def quick_run(tmp_path_factory):
     cwd = tmp_path_factory.mktemp("bench")
     exe = Path(sys.executable).with_name("yolo-loader")
     env = dict(os.environ, YOLO_LOADER_BENCH_DELAY=json.dumps({"cpu-w2": 1.0}))
-    r = subprocess.run([str(exe), "bench", "--quick", "--train", "--json", str(cwd / "out.json")], cwd=cwd, env=env,
+    r = subprocess.run([str(exe), "bench", "--quick", "--train", "--cache", "disk", "--json", str(cwd / "out.json")],
+                       cwd=cwd, env=env,
                        capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:] + r.stdout[-2000:]
     return cwd, r.stdout
@@ -51,6 +52,44 @@ def test_quick_bench_writes_json_png_and_a_table(quick_run):
         if "img_s" in r and r["name"] != "decode-only":
             assert r["img_s_min"] <= r["img_s"] <= r["img_s_max"] and r["rounds"] == 1, r
     assert (cwd / ".demo" / "quick" / "data.yaml").exists()
+
+
+def test_cached_rows_report_build_bytes_and_faults(quick_run):
+    """--cache disk: stock's full-resolution .npy files vs our one packed file, each with its first build time and
+    bytes, ours with its store faults (none) and the file-backed part of its PSS."""
+    cwd, out = quick_run
+    rows = {r["name"]: r for r in json.loads((cwd / "out.json").read_text())}
+    stock, ours = rows["stock-w2-disk"], rows["cpu-w2-disk"]
+    assert "error" not in stock and "error" not in ours
+    assert stock["cache"] == ours["cache"] == "disk" and stock["build_s_first"] > 0 and ours["build_s_first"] > 0
+    assert ours["store_backing"] == "file" and ours["store_errors"] == 0 and ours["read_faults"] == 0
+    # 48 images of 640x360: stock keeps them at full resolution, ours at training size (320x180) in one file
+    assert stock["cache_bytes"] >= 48 * 640 * 360 * 3 and 48 * 320 * 180 * 3 <= ours["cache_bytes"] < stock["cache_bytes"]
+    assert ours["pss_file_peak_gib"] >= 0
+    assert "cpu-w2-disk: cache='disk' built in" in out and "(one packed store, backing file), 0 store faults" in out
+    assert "stock-w2-disk: cache='disk' built in" in out and "full-resolution .npy per image" in out
+
+
+def test_seed_preset_compares_the_reported_disk_cache_setting(demo_set):
+    """The seed preset runs stock and ours with cache="disk" at 8 and 12 workers beside the uncached rows."""
+    import argparse
+
+    from integration.bench.main import _apply_preset, add_arguments, contenders
+
+    ap = argparse.ArgumentParser()
+    add_arguments(ap)
+    a = ap.parse_args(["--preset", "seed", "--data", str(demo_set)])
+    _apply_preset(a)
+    specs = {s.name: s for s, _ in contenders(a)}
+    for name in ("stock-w8-disk", "cpu-w8-disk", "cpu-w12-disk", "stock-w8", "cpu-w8", "cpu-w12"):
+        assert name in specs, sorted(specs)
+    assert specs["stock-w8-disk"].cache == specs["cpu-w12-disk"].cache == "disk"
+    assert specs["cpu-w8-disk"].batch == 128 and specs["cpu-w8-disk"].imgsz == 896
+    cores = len(os.sched_getaffinity(0))
+    assert ("stock-w12-forced-disk" in specs) == (12 > cores)
+    b = ap.parse_args(["--preset", "seed", "--data", str(demo_set), "--cache", "none"])
+    _apply_preset(b)
+    assert not [s for s, _ in contenders(b) if s.cache]
 
 
 def test_training_rows_and_their_ceiling(quick_run):
