@@ -176,6 +176,10 @@ def main(argv=None) -> int:
     from loader.dataset import build_index
 
     index = build_index(a.data, verbose=False)
+    if len(index) < 3 * a.batch:  # two warm-up batches, then at least one timed
+        ap.error(f"{a.data} has {len(index)} images: too small for batches of {a.batch} (the first two batches warm "
+                 f"up; at least {3 * a.batch} images are needed, {(a.batches + 2) * a.batch} for --batches "
+                 f"{a.batches})")
     res = {"data": str(a.data), "imgsz": a.imgsz, "batch": a.batch, "cores": os.cpu_count()}
     plan = plan_times(index, a.imgsz, a.batch, a.batches)
     res["plan_ms"] = _summary(plan)

@@ -565,11 +565,12 @@ def _sweep_file_family(d: Path, family: str, keep: str) -> None:
             LOG.info("removed %s (the earlier per-image disk cache format)", old.parent.parent)
 
 
-def _remove_if_unused(d: Path, name: str) -> bool:
-    """Unlink shared-memory store ``name`` and its lock files when no process uses it or is opening it."""
+def _remove_if_unused(d: Path, name: str, locks=(".lock", ".users")) -> bool:
+    """Unlink shared-memory store ``name`` and its lock files when no process uses it or is opening it (holds
+    one of ``locks``)."""
     fds = []
     try:
-        for suffix in (".lock", ".users"):
+        for suffix in locks:
             try:
                 fd = os.open(d / (name + suffix), os.O_RDWR | os.O_CREAT, 0o600)
             except OSError:
@@ -577,7 +578,7 @@ def _remove_if_unused(d: Path, name: str) -> bool:
             fds.append(fd)
             if not _try_flock(fd, fcntl.LOCK_EX):
                 return False
-        for suffix in ("", ".users", ".lock"):
+        for suffix in ("", *locks):
             (d / (name + suffix)).unlink(missing_ok=True)
         return True
     finally:
@@ -594,28 +595,9 @@ def sweep_stale(keep: str | None = None) -> list[str]:
     for legacy in _LEGACY:  # the earlier RAM arena's files (".build"/".users" locks)
         for p in d.glob(legacy + "*"):
             base = p.name.split(".")[0]
-            if p.name == base and _remove_legacy(d, base):
+            if p.name == base and _remove_if_unused(d, base, (".build", ".users")):
                 out.append(base)
     return out
-
-
-def _remove_legacy(d: Path, name: str) -> bool:
-    fds = []
-    try:
-        for suffix in (".build", ".users"):
-            try:
-                fd = os.open(d / (name + suffix), os.O_RDWR | os.O_CREAT, 0o600)
-            except OSError:
-                return False
-            fds.append(fd)
-            if not _try_flock(fd, fcntl.LOCK_EX):
-                return False
-        for suffix in ("", ".users", ".build"):
-            (d / (name + suffix)).unlink(missing_ok=True)
-        return True
-    finally:
-        for fd in fds:
-            os.close(fd)
 
 
 def open_store(mode: str, key: dict, hws, stamps, paths, load, *, workers: int = 4, directory=None,
