@@ -73,6 +73,7 @@ def _ours(spec: RunSpec) -> Contender:
         st = dl.stats()
         out = {"engine": st["engine"], "device": st["device"], "decodes_per_sample": st["decodes_per_sample"],
                "cache_bytes": dl.images.cache_bytes, "store_backing": st["store"]["backing"],
+               "store_built_here": st["store"]["built_here"],
                "store_errors": st["store_errors"], "read_faults": st["read_faults"]}
         if spec.kind == "dali":
             out.update(dali_fallbacks=st["dali_fallbacks"], tile_buffer_device=st["tile_buffer"]["device"])

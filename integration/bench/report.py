@@ -165,7 +165,8 @@ def cache_lines(table: list[dict]) -> list[str]:
         what = ("full-resolution .npy per image" if r["cache"] == "disk" else "decoded arrays per process") \
             if r["kind"] == "stock" else f"one packed store, backing {r.get('store_backing')}"
         faults = "" if r["kind"] == "stock" else f", {r.get('store_errors', 0)} store faults"
-        out.append(f"{r['name']}: cache={r['cache']!r} built in {r.get('build_s_first', r.get('build_s', 0)):.1f} s, "
+        built = "found built by an earlier row, opened" if r.get("store_built_here") is False else "built"
+        out.append(f"{r['name']}: cache={r['cache']!r} {built} in {r.get('build_s_first', r.get('build_s', 0)):.1f} s, "
                    f"{r.get('cache_bytes', 0) / 1e9:.2f} GB ({what}){faults}; PSS peak {r['pss_peak_gib']:.2f} GiB, of "
                    f"which file-backed {r.get('pss_file_peak_gib', 0):.2f} GiB")
     return out

@@ -273,7 +273,7 @@ class PackedStore(Closing):
         if backing not in ("shm", "file", "memfd"):
             raise ValueError(f"backing must be 'shm', 'file' or 'memfd', got {backing!r}")
         self.backing, self.what, self.headroom = backing, what, float(headroom)
-        self._mm = None
+        self._mm = self.table = self.status = None
         self._users_fd = None
         self.path = None
         self.built_here = False
@@ -345,6 +345,7 @@ class PackedStore(Closing):
             LOG.warning("%s %s is not a complete store for this data set: building it again", self.what, self.path)
             return False
         self._mm, self.table = mm, table
+        self.status = table["status"]  # per image: OK, UNREADABLE or NOT_CACHED (asked on every read)
         return True
 
     def _check_space(self, where: Path | None) -> None:
@@ -398,6 +399,7 @@ class PackedStore(Closing):
         finally:
             os.close(fd)
         self.table = _parse(self._mm, self._key_json, self.n)
+        self.status = self.table["status"]
         self.path = f"memfd:{self.name}"
 
     # ------------------------------------------------------------------ building
@@ -488,10 +490,6 @@ class PackedStore(Closing):
 
     # ------------------------------------------------------------------ reading
     @property
-    def status(self) -> np.ndarray:
-        return self.table["status"]
-
-    @property
     def unreadable(self) -> np.ndarray:
         """Indices whose source did not decode when the store was built."""
         return np.flatnonzero(self.table["status"] == UNREADABLE)
@@ -504,7 +502,7 @@ class PackedStore(Closing):
 
     def close(self) -> None:
         """Unmap; for shared memory, the last user on the node also removes the store."""
-        self.table = None
+        self.table = self.status = None
         if self._mm is not None:
             try:
                 self._mm.close()
@@ -556,6 +554,7 @@ def _sweep_file_family(d: Path, family: str, keep: str) -> None:
         try:
             if p.name != keep and now - p.stat().st_mtime > OLD_VERSION_S:
                 p.unlink()
+                p.with_name(p.name + ".lock").unlink(missing_ok=True)
                 LOG.info("removed %s (an older version of this data set's disk cache)", p)
         except OSError:
             pass

@@ -5,6 +5,7 @@
 import json
 import os
 import sys
+import time
 
 import loader
 
@@ -17,7 +18,9 @@ def open_fds():
     return len(os.listdir("/proc/self/fd"))
 
 
+t0 = time.perf_counter()
 ld = loader.DetectionLoader(data, **kw)
+t_built = time.perf_counter()
 n, n_batches = len(ld.index), len(ld)
 epoch0, fd_max, shapes = [], open_fds(), set()
 for k, batch in enumerate(ld):
@@ -36,14 +39,16 @@ for batch in ld:
     shapes.add(tuple(batch["img"].shape[1:]))
     epoch0 += batch["im_file"]
     fd_max = max(fd_max, open_fds())
+t_epoch0 = time.perf_counter()
 ld.close_mosaic()
 epoch1 = []
 for batch in ld:
     shapes.add(tuple(batch["img"].shape[1:]))
     epoch1 += batch["im_file"]
     fd_max = max(fd_max, open_fds())
+t_epoch1 = time.perf_counter()
 st = ld.stats()
-result = {"images": n, "batches": n_batches, "epoch0": len(epoch0), "epoch0_unique": len(set(epoch0)),
+result = {"build_s": t_built - t0, "epoch0_s": t_epoch0 - t_built, "epoch1_s": t_epoch1 - t_epoch0,"images": n, "batches": n_batches, "epoch0": len(epoch0), "epoch0_unique": len(set(epoch0)),
           "epoch1": len(epoch1), "epoch1_unique": len(set(epoch1)), "mosaic_closed": ld.mosaic_closed,
           "shapes": sorted(shapes), "fd_max": fd_max, "unreadable": len(ld.unreadable),
           "store_errors": first["store_errors"] + st["store_errors"], "read_faults": st["read_faults"],
