@@ -99,7 +99,8 @@ def test_twenty_epochs_flat_memory_threads_and_fds(demo_set):
 
 
 INTERRUPT_CHILD = r"""
-import sys, time
+import faulthandler, signal, sys, time
+faulthandler.register(signal.SIGUSR1, all_threads=True)  # the test asks for every thread's stack if it hangs
 from loader import DetectionLoader
 dl = DetectionLoader(sys.argv[1], imgsz=320, batch_size=8, workers=2)
 try:
@@ -123,7 +124,14 @@ def test_sigint_exits_promptly_and_cleanly(demo_set):
             break
     t0 = time.perf_counter()
     p.send_signal(signal.SIGINT)
-    out, err = p.communicate(timeout=30)
+    try:
+        out, err = p.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        p.send_signal(signal.SIGUSR1)
+        time.sleep(2)
+        p.kill()
+        out, err = p.communicate()
+        raise AssertionError(f"no exit 30 s after SIGINT; every thread's stack:\n{err[-8000:]}") from None
     elapsed = time.perf_counter() - t0
     assert p.returncode == 130, err[-2000:]
     assert "closed in" in out and elapsed < 10, (elapsed, out)
