@@ -101,6 +101,9 @@ def test_twenty_epochs_flat_memory_threads_and_fds(demo_set):
 INTERRUPT_CHILD = r"""
 import faulthandler, signal, sys, time
 faulthandler.register(signal.SIGUSR1, all_threads=True)  # the test asks for every thread's stack if it hangs
+# Ctrl-C as in a terminal: a test run started in the background (`make test &`) hands its children SIGINT ignored,
+# and Python then installs no KeyboardInterrupt handler (seen: the loop ran on, undisturbed, after SIGINT)
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from loader import DetectionLoader
 dl = DetectionLoader(sys.argv[1], imgsz=320, batch_size=8, workers=2)
 try:
