@@ -309,9 +309,9 @@ class PackedStore(Closing):
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise StoreUnavailable(f"cannot create {self.dir} ({e.strerror or e})") from None
+            raise _unavailable(f"cannot create {self.dir}", e) from None
         self.path = self.dir / self.name
-        if self.backing == "file" and self._try_open():  # published files never change: no lock needed to read
+        if self.backing == "file" and self._try_open(warn=False):  # published files never change: read unlocked
             return
         if self.backing == "shm":
             sweep_stale(keep=self.name)
@@ -330,19 +330,23 @@ class PackedStore(Closing):
         if self.backing == "file":
             _sweep_file_family(self.dir, self._family, keep=self.name)
 
-    def _try_open(self) -> bool:
+    def _try_open(self, warn: bool = True) -> bool:
+        """Map the published store if it is complete and for these inputs. ``warn``: say so when it is not (once:
+        the unlocked first look of the file backing is silent, the look under the lock speaks)."""
         try:
             mm = _map(self.path)
         except FileNotFoundError:
             return False
         except OSError as e:
-            raise StoreUnavailable(f"cannot map {self.path} ({e.strerror or e})") from None
+            raise _unavailable(f"cannot map {self.path}", e) from None
         table = _parse(mm, self._key_json, self.n) if mm is not None else None
         if table is None or not _same_inputs(table, self._inputs):
             if mm is not None:
                 del table
                 mm.close()
-            LOG.warning("%s %s is not a complete store for this data set: building it again", self.what, self.path)
+            if warn:
+                LOG.warning("%s %s is not a complete store for this data set: building it again", self.what,
+                            self.path)
             return False
         self._mm, self.table = mm, table
         self.status = table["status"]  # per image: OK, UNREADABLE or NOT_CACHED (asked on every read)
@@ -405,8 +409,13 @@ class PackedStore(Closing):
     # ------------------------------------------------------------------ building
     def _siblings(self) -> list:
         """Valid older versions of this key (mappings), newest first: their unchanged images are copied."""
-        out = []
-        for p in sorted(self.dir.glob(self._family + "*.pack"), key=lambda q: -q.stat().st_mtime):
+        out, found = [], []
+        for p in self.dir.glob(self._family + "*.pack"):
+            try:
+                found.append((-p.stat().st_mtime, p))
+            except OSError:  # removed meanwhile (an older version swept by another process)
+                continue
+        for _, p in sorted(found):
             if p.name == self.name:
                 continue
             try:
