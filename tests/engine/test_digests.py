@@ -2,11 +2,12 @@
 ``tests/data/batch_digests.json`` and checked on every run.
 
 A refactor that claims "behaviour-preserving" must leave them unchanged. A change that alters batches on
-purpose (a new random stream, a painter fix) regenerates them and says so in its commit:
-``YOLO_LOADER_WRITE_DIGESTS=1 .venv/bin/pytest tests/test_digests.py``.
+purpose (a new random stream, a painter fix) regenerates them with ``make digests`` and says so in its commit.
 
-Pixels depend on the OpenCV, numpy and DALI builds, so the file records their versions; with other
-versions installed the comparison cannot mean anything and the test says so (skip with the reason).
+Pixels depend on the OpenCV, numpy and DALI builds (OpenCV 5.0.0 -> 5.1.0 moved 34 of 409,600 warpAffine
+pixels by one level), so the file records their versions, which requirements.lock pins. Other versions
+installed is a failure that names them and the command that regenerates the digests, never a skip: a
+skipped digest test is how a version drift once went unseen.
 """
 
 from __future__ import annotations
@@ -37,12 +38,9 @@ def _versions() -> dict:
     import cv2
 
     out = {"opencv": cv2.__version__, "numpy": np.__version__}
-    try:
-        import nvidia.dali as dali
+    import nvidia.dali as dali
 
-        out["dali"] = dali.__version__
-    except ImportError:
-        out["dali"] = None
+    out["dali"] = dali.__version__
     return out
 
 
@@ -77,20 +75,40 @@ def _digests(data, backend: str, augment: bool, hyp) -> list[str]:
 def test_batches_match_the_recorded_digests(demo_set, case):
     backend, augment, hyp = CASES[case]
     if backend == "dali":
-        pytest.importorskip("nvidia.dali")
         if torch.cuda.is_available():  # recorded in DALI's CPU-only mode: GPU decodes differ by design
             pytest.skip("digests are recorded in DALI's CPU-only mode; this machine runs DALI on its GPU")
+    writing = os.environ.get("YOLO_LOADER_WRITE_DIGESTS") == "1"
+    if not writing:  # before the batches: a drift is named at once, whatever else differs
+        drift = version_drift(json.loads(FILE.read_text())["versions"], _versions())
+        if drift:
+            pytest.fail(drift, pytrace=False)
     got = _digests(demo_set, backend, augment, hyp)
-    if os.environ.get("YOLO_LOADER_WRITE_DIGESTS") == "1":
+    if writing:
         store = json.loads(FILE.read_text()) if FILE.exists() else {}
         store.setdefault("versions", {}).update({k: v for k, v in _versions().items() if v is not None})
         store.setdefault("cases", {})[case] = got
         FILE.parent.mkdir(exist_ok=True)
         FILE.write_text(json.dumps(store, indent=1, sort_keys=True) + "\n")
     store = json.loads(FILE.read_text())
-    recorded = store["versions"]
-    now = _versions()
+    assert case in store["cases"] and len(got) == len(store["cases"][case]) > 0, f"{case}: no digests recorded"
+    assert got == store["cases"][case], f"{case}: batches changed for the same seed (same library versions)"
+
+
+def version_drift(recorded: dict, now: dict) -> str:
+    """The message for a run on other library builds than the digests were recorded with ('' if none)."""
     other = {k: (recorded.get(k), v) for k, v in now.items() if v is not None and recorded.get(k) != v}
-    if other:  # pixels of another OpenCV / numpy / DALI build: nothing to compare against (regenerate to use)
-        pytest.skip(f"digests were recorded with other library versions {other}")
-    assert got == store["cases"][case], f"{case}: batches changed for the same seed"
+    if not other:
+        return ""
+    named = ", ".join(f"{k} {was} recorded, {v} installed" for k, (was, v) in sorted(other.items()))
+    return (f"the batch digests were recorded with other library versions than these: {named}. "
+            f"If the venv is not at requirements.lock, run `make venv` (it converges on the lock). If the "
+            f"new versions are meant (a changed lock), regenerate the digests with `make digests` "
+            f"(YOLO_LOADER_WRITE_DIGESTS=1 python -m pytest tests/engine/test_digests.py) and commit "
+            f"tests/engine/data/batch_digests.json with the lock.")
+
+
+def test_version_drift_names_both_versions_and_the_regenerate_command():
+    assert version_drift({"opencv": "5.0.0", "numpy": "2.4.6"}, {"opencv": "5.0.0", "numpy": "2.4.6"}) == ""
+    msg = version_drift({"opencv": "5.0.0", "numpy": "2.4.6"}, {"opencv": "5.1.0", "numpy": "2.4.6"})
+    assert "opencv 5.0.0 recorded, 5.1.0 installed" in msg and "numpy" not in msg.split(".")[0]
+    assert "make digests" in msg and "make venv" in msg

@@ -163,8 +163,6 @@ def test_close_joins_threads_and_is_idempotent(demo_set):
 
 
 def _backend(name: str) -> str:
-    if name == "dali":
-        pytest.importorskip("nvidia.dali")
     return name
 
 

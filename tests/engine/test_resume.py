@@ -64,8 +64,6 @@ CASES = {"cpu-train": dict(backend="cpu", hyp={"mixup": 0.3}), "cpu-val": dict(b
 @pytest.mark.parametrize("case", list(CASES))
 def test_loader(demo_set, case):
     kw = CASES[case]
-    if kw["backend"] == "dali":
-        pytest.importorskip("nvidia.dali")
     n = 6 if kw.get("augment", True) else 3
 
     def make():

@@ -217,7 +217,6 @@ def test_tuner_recommendation_feeds_workers_auto(demo_set):
 
 def test_tuner_recommendation_is_per_engine(demo_set):
     """A pick measured for the CPU engine is not the DALI engine's (its threads mean something else)."""
-    pytest.importorskip("nvidia.dali")
     tuner.save(tuner.key_for(str(demo_set), 160, 4, "cpu"), {"workers": 3, "img_s": 10.0}, [])
     with DetectionLoader(str(demo_set), imgsz=160, batch_size=4, backend="dali") as dl:
         assert dl.num_workers == len(os.sched_getaffinity(0)), "no DALI pick yet: one per core"

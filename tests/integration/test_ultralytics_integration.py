@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("ultralytics")
+import ultralytics  # noqa: F401,E402  (a dependency: missing fails, never skips)
 
 from integration.ultralytics import (FastDetectionTrainer, FastDetectionValidator, UltralyticsLoader,  # noqa: E402
                                      fast_trainer, loader_options)
@@ -246,7 +246,6 @@ def test_trainer_workers_argument_sets_painter_threads(train_set, tmp_path):
 
 def test_training_with_the_dali_backend_cpu_only(train_set, tmp_path):
     """The same trainer with backend='dali' (DALI's CPU-only mode here): trains, closes mosaic, validates."""
-    pytest.importorskip("nvidia.dali")
     from ultralytics import YOLO
 
     model = YOLO("yolo11n.yaml")

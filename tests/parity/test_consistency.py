@@ -154,7 +154,6 @@ def test_boxes_enclose_painted_objects_over_500_plans(flat_set):
 def test_boxes_enclose_objects_painted_by_the_dali_graph(flat_set):
     """The DALI graph (CPU-only mode here): rotation, shear, flips, mixup (perspective is not affine: DALI
     hands such plans to the OpenCV painter)."""
-    pytest.importorskip("nvidia.dali")
     stats = _run(flat_set, {**HYP, "perspective": 0.0}, 6, "dali")
     assert stats["plans"] >= 100 and stats["mixup"] >= 10 and stats["rotated"] >= 80
     assert len(stats["edge_err"]) >= 200, stats
@@ -164,8 +163,6 @@ def test_boxes_enclose_objects_painted_by_the_dali_graph(flat_set):
 def test_boxes_enclose_painted_objects_default_geometry(flat_set, backend):
     """Default hyperparameters (scale + translate + flip): the direct tile-painting path; also painted by
     the DALI graph (CPU-only mode here)."""
-    if backend == "dali":
-        pytest.importorskip("nvidia.dali")
     stats = _run(flat_set, {"hsv_h": 0.0, "hsv_s": 0.0, "hsv_v": 0.0, "flipud": 0.5}, 6, backend)
     assert stats["plans"] >= 100 and stats["rotated"] == 0 and stats["rotated_at_border"] == 0
     assert len(stats["ious"]) >= 100

@@ -17,7 +17,7 @@ import pytest
 import torch
 import yaml
 
-pytest.importorskip("ultralytics")
+import ultralytics  # noqa: F401,E402  (a dependency: missing fails, never skips)
 
 from integration.ultralytics import FastDetectionValidator  # noqa: E402
 

@@ -11,7 +11,7 @@ import pytest
 
 from loader.plan import geometry as g
 
-pytest.importorskip("ultralytics")
+import ultralytics  # noqa: F401,E402  (a dependency: missing fails, never skips)
 
 
 @pytest.mark.parametrize("hyp", [dict(degrees=0.0, translate=0.1, scale=0.5, shear=0.0, perspective=0.0),
