@@ -95,29 +95,42 @@ def _cmd_tune(a) -> int:
     return 0
 
 
+DESCRIPTION = """\
+A fast training data loader for Ultralytics YOLO: decodes and augments images on the GPU (NVIDIA DALI)
+or with a lean CPU engine, in a fraction of the stock loader's memory."""
+EPILOG = """\
+examples:
+  yolo-loader train model=yolo11n.yaml data=data.yaml imgsz=896 batch=128 epochs=100
+  yolo-loader index data.yaml                 check a data set: images, boxes, skipped files and why
+  yolo-loader bench --data data.yaml          stock loader vs this one on your data, same run
+  yolo-loader demo-data --out demo --count 200
+In Python: YOLO("yolo11n.yaml").train(data=..., trainer=FastDetectionTrainer)
+           (from integration.ultralytics import FastDetectionTrainer)"""
+
+
 def build_parser():
-    return _engine_parser(extend=_add_commands)
+    return _engine_parser(extend=_add_commands, description=DESCRIPTION, epilog=EPILOG)
 
 
 def _add_commands(sub) -> None:
     from integration.bench import add_arguments
 
-    b = sub.add_parser("bench", help="compare our loader with the stock Ultralytics loader (default: demo set)")
+    b = sub.add_parser("bench", help="measure this loader against the stock Ultralytics loader in the same run (default: a demo set)")
     add_arguments(b)
     b.set_defaults(fn=_cmd_bench)
-    t = sub.add_parser("train", help="train with Ultralytics, fed by this loader (same key=value args as `yolo train`)")
+    t = sub.add_parser("train", help="train a YOLO model with Ultralytics, fed by this loader (the same key=value arguments as `yolo train`)")
     t.add_argument("args", nargs="*", help="model=yolo11n.yaml data=data.yaml imgsz=896 batch=128 epochs=100 ...")
-    t.add_argument("--backend", default=None, help="auto | cpu | dali (default: auto)")
-    t.add_argument("--workers", default=None, help="painter threads, or auto (default)")
-    t.add_argument("--prefetch", type=int, default=None, help="batches prepared ahead (default 2)")
+    t.add_argument("--backend", default=None, help="auto (GPU engine when a GPU and DALI are there), cpu or dali (default: auto)")
+    t.add_argument("--workers", default=None, help="worker threads, or auto (default: the tuned or one per core)")
+    t.add_argument("--prefetch", type=int, default=None, help="batches prepared ahead of training (default 2)")
     t.set_defaults(fn=_cmd_train)
 
-    g = sub.add_parser("gate", help="check same-run ratio gates on a bench JSON (exit 1 on failure)")
+    g = sub.add_parser("gate", help="check a bench result against the speed and memory ratios in gates.json (exit 1 when one fails)")
     g.add_argument("--json", required=True, help="table written by yolo-loader bench --json")
     g.add_argument("--config", default=None, help="gates file (default benchmarks/gates.json)")
     g.set_defaults(fn=_cmd_gate)
 
-    u = sub.add_parser("tune", help="sweep painter threads on your data and machine, save the best for workers=auto")
+    u = sub.add_parser("tune", help="try thread counts on your data and machine; workers=auto then uses the fastest within the RAM budget")
     u.add_argument("--data", default=None, help="data.yaml (default: the bench demo set)")
     u.add_argument("--imgsz", type=int, default=896)
     u.add_argument("--batch", type=int, default=32)

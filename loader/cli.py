@@ -45,13 +45,17 @@ def _cmd_index(a) -> int:
     return 0
 
 
-def build_parser(extend=None) -> argparse.ArgumentParser:
+DESCRIPTION = "Make demo detection data and check data sets for the fast YOLO data loader."
+
+
+def build_parser(extend=None, description: str = DESCRIPTION, epilog: str | None = None) -> argparse.ArgumentParser:
     """The ``yolo-loader`` parser with the engine's commands; ``extend(subparsers)`` adds more."""
-    p = argparse.ArgumentParser(prog="yolo-loader", description=__doc__)
+    p = argparse.ArgumentParser(prog="yolo-loader", description=description, epilog=epilog,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="cmd", required=True)
 
-    d = sub.add_parser("demo-data", help="write a deterministic demo detection set with a data.yaml")
+    d = sub.add_parser("demo-data", help="write a demo detection data set (JPEGs, labels, data.yaml), the same for the same seed")
     d.add_argument("--out", required=True, help="output folder")
     d.add_argument("--count", type=int, default=64, help="train images (default 64)")
     d.add_argument("--val-count", type=int, default=None, help="val images (default max(4, count/8))")
@@ -62,7 +66,7 @@ def build_parser(extend=None) -> argparse.ArgumentParser:
     d.add_argument("--flat", action="store_true", help="grey background, one unique colour per rectangle (debugging)")
     d.set_defaults(fn=_cmd_demo_data)
 
-    i = sub.add_parser("index", help="check a data set and print its one-line summary")
+    i = sub.add_parser("index", help="check a data set: images, boxes, and every skipped file with its reason")
     i.add_argument("source", help="data.yaml, image folder, or .txt list of images")
     i.add_argument("--split", default="train")
     i.add_argument("--no-cache", action="store_true")
