@@ -155,15 +155,26 @@ class DetectionLoader(Closing):
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict:
         return {"sampler": self.sampler.state_dict(), "hyp": self.hyp.as_dict(), "imgsz": self.imgsz,
-                "batch_size": self.batch_size}
+                "batch_size": self.batch_size, "buffer_len": self.planner.buffer_len}
 
     def load_state_dict(self, state: dict) -> None:
-        if state.get("imgsz", self.imgsz) != self.imgsz or state.get("batch_size", self.batch_size) != self.batch_size:
-            raise ValueError(f"state is for imgsz={state.get('imgsz')}, batch_size={state.get('batch_size')}; "
-                             f"this loader has imgsz={self.imgsz}, batch_size={self.batch_size}")
+        """Continue where ``state`` was taken, bitwise: the state decides everything plans depend on (the seed
+        of order *and* augmentation, hyp after ``close_mosaic()``, the mosaic buffer length), so a loader built
+        with another seed or batch size resumes the saved run, not a mix of two. A batch size changed with
+        ``set_batch_size()`` is applied again; another ``imgsz`` is refused (the plans' pixels would differ)."""
+        if state.get("imgsz", self.imgsz) != self.imgsz:
+            raise ValueError(f"state is for imgsz={state.get('imgsz')}; this loader has imgsz={self.imgsz}")
+        batch = int(state.get("batch_size", self.batch_size))
         self.reset()
         self.sampler.load_state_dict(state["sampler"])
+        self.planner.seed = self.sampler.seed
         self.planner.hyp = Hyp.from_any(state.get("hyp", self.hyp.as_dict()))
+        if "buffer_len" in state:
+            self.planner.buffer_len = int(state["buffer_len"])
+        if batch != self.batch_size:
+            LOG.info("resuming with batch_size=%d from the saved state (this loader was built with %d)", batch,
+                     self.batch_size)
+            self.set_batch_size(batch)
 
     def stats(self) -> dict:
         """Figures of the whole loader: samples, decodes, the image buffer, ring buffers, the engine's own."""

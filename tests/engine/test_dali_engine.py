@@ -40,6 +40,12 @@ def _mads(cpu, dali) -> list[float]:
     return mads
 
 
+def _bound(cpu_only: float, gpu: float) -> float:
+    """A MAD bound: from measurements in DALI's CPU-only mode (about 3x the figure each test cites), or the
+    looser GPU one where nvJPEG decodes (not yet measured on a GPU: benchmarks/gpu_check.sh prints them)."""
+    return gpu if _cuda() else cpu_only
+
+
 HYPS = [None, {"mixup": 0.3, "degrees": 10.0, "shear": 2.0, "flipud": 0.5}]
 
 
@@ -51,12 +57,12 @@ def test_dali_cpu_only_matches_the_cpu_engine(demo_set, hyp):
     assert st["decodes"] <= 1.1 * 24, "mosaic partners come from the decoded-tile buffer"
     mads = _mads(cpu, dali)
     print("per-image MAD, DALI vs CPU engine: max", round(max(mads), 3), "median", round(float(np.median(mads)), 3))
-    assert max(mads) <= 3.0
+    assert max(mads) <= _bound(0.6, 3.0)  # measured CPU-only: max 0.205 (default), 0.216 (mixup-rotation-shear)
     # with the same (full) JPEG decode on both sides only the painting differs: much closer
     mads = _mads(_batches(demo_set, "cpu", hyp=hyp, reduced_decode=False)[0],
                  _batches(demo_set, "dali", hyp=hyp, reduced_decode=False)[0])
     print("same decode: max", round(max(mads), 3))
-    assert max(mads) <= 1.0
+    assert max(mads) <= _bound(0.6, 1.0)  # measured CPU-only: the same 0.205 / 0.216 (both decode in full here)
 
 
 @pytest.mark.parametrize("augment", [False, True], ids=["val", "train"])
@@ -66,7 +72,9 @@ def test_dali_on_awkward_files_matches_the_cpu_engine(nasty_set, augment):
     cpu, _ = _batches(nasty_set, "cpu", **kw)
     dali, st = _batches(nasty_set, "dali", **kw)
     assert st["fallbacks"] == 0
-    assert max(_mads(cpu, dali)) <= 1.0
+    mads = _mads(cpu, dali)
+    print("awkward files, DALI vs CPU engine: max MAD", round(max(mads), 3))
+    assert max(mads) <= _bound(0.6, 1.0)  # measured CPU-only: 0.073 (val), 0.204 (train)
 
 
 def test_val_rect_through_dali_matches_the_cpu_engine(demo_set):
@@ -76,7 +84,9 @@ def test_val_rect_through_dali_matches_the_cpu_engine(demo_set):
     cpu, _ = _batches(demo_set, "cpu", **kw)
     dali, _ = _batches(demo_set, "dali", **kw)
     assert cpu[0]["img"].shape[2:] != (S, S), "rect batches are not square"
-    assert max(_mads(cpu, dali)) <= 1.0
+    mads = _mads(cpu, dali)
+    print("val rect, DALI vs CPU engine: max MAD", round(max(mads), 3))
+    assert max(mads) <= _bound(0.3, 1.0)  # measured CPU-only: 0.095
 
 
 def test_pipeline_rebuilt_on_close_mosaic_and_batch_size_change(demo_set):
@@ -108,7 +118,9 @@ def test_perspective_plans_go_to_the_opencv_painter(demo_set, caplog):
     with caplog.at_level(logging.INFO, logger="loader"):
         dali, _ = _batches(demo_set, "dali", hyp={"perspective": 0.0005})
     cpu, _ = _batches(demo_set, "cpu", hyp={"perspective": 0.0005})
-    assert max(_mads(cpu, dali)) <= 3.0
+    mads = _mads(cpu, dali)
+    print("perspective, DALI engine (OpenCV painter) vs CPU engine: max MAD", round(max(mads), 3))
+    assert max(mads) <= _bound(0.6, 3.0)  # measured CPU-only: 0.199 (DALI's decodes, the same OpenCV painter)
     assert any("no perspective warp" in r.getMessage() for r in caplog.records)
 
 

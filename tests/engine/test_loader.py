@@ -30,8 +30,8 @@ def _batches(loader, n=None):
 
 
 def _equal(a, b):
-    return all(torch.equal(x[k], y[k]) if torch.is_tensor(x[k]) else x[k] == y[k] for x, y in zip(a, b) for k in x) \
-        and len(a) == len(b)
+    return all(torch.equal(x[k], y[k]) if torch.is_tensor(x[k]) else x[k] == y[k] for x, y in zip(a, b, strict=True)
+               for k in x) and len(a) == len(b) > 0
 
 
 def _painter_threads():
@@ -131,7 +131,11 @@ def test_resume_mid_epoch_is_bitwise(demo_set):
         dl2.load_state_dict(state)
         tail = _batches(dl2)
     assert _equal(full, head + tail)
-    with DetectionLoader(demo_set, imgsz=S, batch_size=3, workers=1) as other, pytest.raises(ValueError):
+    with DetectionLoader(demo_set, imgsz=S, batch_size=3, workers=1) as other:  # the state's batch size wins
+        other.load_state_dict(state)
+        assert other.batch_size == 4 and _equal(_batches(other), tail)
+    with DetectionLoader(demo_set, imgsz=S + 32, batch_size=4, workers=1) as other, pytest.raises(ValueError,
+                                                                                                    match="imgsz"):
         other.load_state_dict(state)
 
 
@@ -233,7 +237,7 @@ def test_consumer_keeping_batches_never_sees_them_overwritten(demo_set):
         kept = list(dl)  # every batch kept alive: the ring must not reuse their memory
         copies = [b["img"].clone() for b in kept]
         list(dl)
-        assert all(torch.equal(b["img"], c) for b, c in zip(kept, copies))
+        assert all(torch.equal(b["img"], c) for b, c in zip(kept, copies, strict=True)) and kept
 
 
 @pytest.mark.parametrize("kw,match", [

@@ -73,3 +73,29 @@ def test_loader(demo_set, case):
         return dl
 
     run_test_save_load_state(make, n, [1, n - 1], _batch_digest)
+
+
+def test_state_decides_seed_hyp_and_buffer_when_restored_into_another_loader(demo_set):
+    """A run with seed 3 that closed mosaic and halved its batch, saved mid-epoch, then restored into loaders
+    built with seed 0 and another batch size: the rest equals the uninterrupted run bitwise. (Before the fix the
+    order came from the saved seed and the augmentation from the constructor's: batches of neither run.)"""
+    kw = dict(imgsz=128, workers=2, index_cache=False, backend="cpu", hyp={"mixup": 0.3, "degrees": 5.0})
+
+    def run(dl, k):
+        it = iter(dl)
+        return [_batch_digest(next(it)) for _ in range(k)]
+
+    with DetectionLoader(demo_set, batch_size=2, seed=3, **kw) as dl:  # buffer min(24, 16, 1000) = 16
+        dl.set_epoch(1)
+        run(dl, 2)
+        dl.close_mosaic()
+        dl.set_batch_size(1)
+        run(dl, 1)
+        state = dl.state_dict()
+        ref = run(dl, 4)
+    assert state["sampler"]["seed"] == 3 and state["hyp"]["mosaic"] == 0.0 and state["buffer_len"] == 16
+    for other in (dict(batch_size=2, seed=0), dict(batch_size=1, seed=0)):  # batch 1: buffer min(24, 8, 1000) = 8
+        with DetectionLoader(demo_set, **other, **kw) as dl2:
+            dl2.load_state_dict(state)
+            assert dl2.batch_size == 1 and dl2.planner.seed == 3 and dl2.planner.buffer_len == 16
+            assert run(dl2, 4) == ref, other

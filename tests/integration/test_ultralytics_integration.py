@@ -27,21 +27,42 @@ def train_set(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def trained(train_set, tmp_path_factory):
-    """yolo11n from scratch, 3 epochs at imgsz 320, close_mosaic=1, through the real trainer."""
+    """yolo11n from scratch, 3 epochs at imgsz 320, batch 8, close_mosaic=1, through the real trainer, with
+    non-default degrees, mixup and seed (each must reach our loader: test_training_settings_reach_the_loader)."""
     from ultralytics import YOLO
 
-    seen = {"mosaic_by_epoch": []}
+    seen = {"mosaic_by_epoch": [], "loader": [], "batch_shapes": []}
 
     def on_epoch_start(trainer):
-        seen["mosaic_by_epoch"].append(not trainer.train_loader.loader.mosaic_closed)
+        dl = trainer.train_loader.loader
+        seen["mosaic_by_epoch"].append(not dl.mosaic_closed)
+        seen["loader"].append(dict(degrees=dl.planner.hyp.degrees, mixup=dl.planner.hyp.mixup, seed=dl.planner.seed,
+                                   sampler_seed=dl.sampler.seed, imgsz=dl.imgsz, batch=dl.batch_size))
 
+    base = fast_trainer(workers=2)
+
+    class Recording(base):  # the batches the trainer itself draws (Ultralytics plots the first three)
+        def plot_training_samples(self, batch, ni):
+            seen["batch_shapes"].append(tuple(batch["img"].shape))
+            return super().plot_training_samples(batch, ni)
+
+    Recording.__name__ = "FastDetectionTrainer"
     model = YOLO("yolo11n.yaml")
     model.add_callback("on_train_epoch_start", on_epoch_start)
     project = tmp_path_factory.mktemp("runs")
     model.train(data=str(train_set), imgsz=320, epochs=3, batch=8, close_mosaic=1, device="cpu", plots=True,
-                project=str(project), name="fast", exist_ok=True, trainer=fast_trainer(workers=2), verbose=False,
-                amp=False, seed=0)
+                project=str(project), name="fast", exist_ok=True, trainer=Recording, verbose=False,
+                amp=False, seed=7, degrees=10.0, mixup=0.2)
     return model, model.trainer, seen
+
+
+def test_training_settings_reach_the_loader(trained):
+    """Non-default degrees, mixup, seed, imgsz and batch, set on ``train()``, are what our planner, sampler and
+    batches use (a trainer that dropped ``hyp`` or ``seed`` would still train, on other augmentations)."""
+    _, trainer, seen = trained
+    assert seen["loader"][0] == dict(degrees=10.0, mixup=0.2, seed=7, sampler_seed=7, imgsz=320, batch=8)
+    assert trainer.train_loader.loader.planner.hyp.mixup == 0.0, "close_mosaic turned mixup off at the end"
+    assert seen["batch_shapes"] and all(s == (8, 3, 320, 320) for s in seen["batch_shapes"]), seen["batch_shapes"]
 
 
 def test_training_end_to_end(trained):

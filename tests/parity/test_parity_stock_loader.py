@@ -102,9 +102,9 @@ def test_val_batches_match_stock(small_set):
         stock.append(ds.collate_fn([ds[i] for i in range(lo, min(lo + batch, len(ds)))]))
     with DetectionLoader(small_set, imgsz=S, batch_size=batch, workers=2, augment=False, rect=True) as dl:
         ours = list(dl)
-    assert len(ours) == len(stock)
+    assert len(ours) == len(stock) > 0
     mads = []
-    for o, s in zip(ours, stock):
+    for o, s in zip(ours, stock, strict=True):
         assert o["im_file"] == tuple(s["im_file"])
         assert o["ori_shape"] == tuple(tuple(int(v) for v in x) for x in s["ori_shape"])
         assert o["resized_shape"] == tuple(tuple(int(v) for v in x) for x in s["resized_shape"])

@@ -133,9 +133,10 @@ def test_same_plan_same_pixels_and_boxes(case, demo_set, ul_dataset):
         mads_reduced.append(np.abs(_ours(index, plan, reduced=True).astype(np.int16)
                                    - ref_img.astype(np.int16)).mean())
     print(case, "MAD vs Ultralytics, full decode:", np.round(mads, 3), "reduced decode:", np.round(mads_reduced, 3))
-    assert max(mads) <= 2.0, (case, mads)
-    # DCT-reduced decode changes the resampling path; it must stay close too
-    assert max(mads_reduced) <= 3.0, (case, mads_reduced)
+    # measured over the 5 cases x 3 plans: full decode max 0.008 (one plan of no-mosaic; the rest 0.000)
+    assert len(mads) == 3 and max(mads) <= 0.03, (case, mads)
+    # DCT-reduced decode changes the resampling path; it must stay close too (measured: max 0.965, default case)
+    assert len(mads_reduced) == 3 and max(mads_reduced) <= 1.5, (case, mads_reduced)
 
 
 # Bounds for 200 identical plans, full decode, 1280x720 -> 640 px, default hyperparameters: per engine, the worst

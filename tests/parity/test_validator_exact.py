@@ -56,9 +56,9 @@ def _val_batches(cls, data_yaml, imgsz: int, batch: int, save_dir, rect: bool = 
 
 def _compare(stock: list[dict], ours: list[dict]) -> int:
     """Every image bitwise equal, every field the metric reads equal; returns the number of images."""
-    assert len(ours) == len(stock)
+    assert len(ours) == len(stock) > 0
     n = 0
-    for o, s in zip(ours, stock):
+    for o, s in zip(ours, stock, strict=True):
         assert o["im_file"] == tuple(s["im_file"])
         assert o["ori_shape"] == tuple(tuple(int(v) for v in x) for x in s["ori_shape"])
         assert o["ratio_pad"] == tuple(((float(a), float(b)), (int(c), int(d))) for (a, b), (c, d) in s["ratio_pad"])
@@ -91,6 +91,29 @@ def test_awkward_val_images_are_bitwise_the_stock_validators(awkward_set, tmp_pa
     assert {"nasty_png.png", "nasty_gray.jpg", "nasty_cmyk.jpg", "nasty_exif6.jpg", "nasty_exif3.jpg",
             "nasty_nolabel.jpg"} <= names
     assert _compare(stock, ours) == len(names) >= 12
+
+
+@pytest.mark.parametrize("imgsz", [320, 256])
+def test_the_trainers_val_loader_is_bitwise_the_stock_trainers(demo_set, copy_of, tmp_path, imgsz):
+    """``trainer.get_dataloader(mode="val")`` is built apart from ``FastDetectionValidator`` (the loader that
+    validates every epoch): the same bitwise comparison against the stock ``DetectionTrainer``'s."""
+    from ultralytics.models.yolo.detect import DetectionTrainer
+
+    from integration.ultralytics import FastDetectionTrainer
+
+    data = copy_of(demo_set)
+    batches = {}
+    for name, cls in (("stock", DetectionTrainer), ("ours", FastDetectionTrainer)):
+        t = cls(overrides=dict(model="yolo11n.yaml", data=str(data), imgsz=imgsz, device="cpu", workers=0,
+                               project=str(tmp_path), name=name, plots=False))
+        t.model = t.get_model(cfg="yolo11n.yaml", verbose=False)  # its stride sets the rect batches' multiple
+        dl = t.get_dataloader(t.data["val"], batch_size=4, mode="val")
+        try:
+            batches[name] = [{k: (x.clone() if torch.is_tensor(x) else x) for k, x in b.items()} for b in dl]
+        finally:
+            if hasattr(dl, "close"):
+                dl.close()
+    assert _compare(batches["stock"], batches["ours"]) == 6
 
 
 def test_letterbox_that_scales_down_is_ultralytics_resize(tmp_path):

@@ -32,7 +32,7 @@ def test_decodes_match_opencv(demo_set, device):
     blobs = [read_bytes(f) for f, _, _ in files]
     with DaliDecoder(max_batch=8, threads=1, device=device) as dec:
         got = dec.decode(blobs, [hw for _, _, hw in files])
-    for (f, hw0, hw), b, im in zip(files, blobs, got):
+    for (f, hw0, hw), b, im in zip(files, blobs, got, strict=True):
         ref = decode_resized(b, hw0, hw, True, reduce=False, path=f)
         im = im.cpu().numpy() if torch.is_tensor(im) else im
         d = np.abs(im.astype(int) - ref)
@@ -52,4 +52,4 @@ def test_good_bad_good_recovers(demo_set):
         with pytest.raises(Exception):
             dec.decode([good[0], bad], sizes[:2])
         third = dec.decode(good, sizes)  # the legacy executor raised here, and on every run after
-    assert all(np.array_equal(a, b) for a, b in zip(first, third))
+    assert len(first) == 3 and all(np.array_equal(a, b) for a, b in zip(first, third, strict=True))

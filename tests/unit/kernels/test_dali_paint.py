@@ -49,7 +49,7 @@ def test_dali_painter_colour_matches_opencv_on_every_kind_of_colour(device, out_
     with DaliPainter(PainterConfig(1, True, len(plans), device)) as painter:
         painter.paint(plans, images.__getitem__, out)
     out = out.cpu().numpy() if torch.is_tensor(out) else out
-    for p, got in zip(plans, out):
+    for p, got in zip(plans, out, strict=True):
         ref = img.copy()
         if p.mix is not None:
             ref = (ref * p.mix_r + images[1] * (1 - p.mix_r)).astype(np.uint8)

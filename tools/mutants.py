@@ -1,0 +1,143 @@
+"""Planted bugs as a tool: apply each one-line bug to a scratch copy of the repository, run the suite, report
+caught or survived. A test suite that lets one of these through has a hole; each entry names the tests
+expected to catch it (run first, so a caught bug costs seconds), and a bug they miss is tried against the
+whole suite (without the scale tier) before it is called survived.
+
+    .venv/bin/python tools/mutants.py                 # every mutant
+    .venv/bin/python tools/mutants.py flip-lr hsv     # some, by name
+    .venv/bin/python tools/mutants.py --list
+
+Exit status 1 when any mutant survives. The scratch copy is the working tree's tracked files (uncommitted
+edits included) under a temporary folder; the venv is this repository's (``python -m pytest`` run in the
+copy imports the copy's ``loader`` and ``integration``, which come first on ``sys.path``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# name: (file, exact text, replacement, tests expected to catch it)
+MUTANTS = {
+    # the four of the test audit (shared/reviews/test_audit.md)
+    "flip-lr-never": ("loader/plan/planner.py", "lr = u[:, _FLIPLR] < hyp.fliplr", "lr = u[:, _FLIPLR] < 0",
+                      "tests/parity/test_draws.py"),
+    "hsv-halved": ("loader/plan/planner.py", "hsv = (-1 + 2 * u[:, _HSV]) * [",
+                   "hsv = 0.5 * (-1 + 2 * u[:, _HSV]) * [", "tests/parity/test_draws.py"),
+    "buffer-without-8xbatch": ("loader/plan/planner.py", "min(n, batch_size * 8, 1000)", "min(n, 1000)",
+                               "tests/parity/test_draws.py tests/unit/plan/test_planner.py"),
+    "trainer-val-pad-0": ("integration/ultralytics/trainer.py", "stride=gs, pad=0.5,", "stride=gs, pad=0.0,",
+                          "tests/parity/test_validator_exact.py"),
+    # the planner's draws
+    "mixup-beta-8": ("loader/plan/planner.py", "rng.beta(32.0, 32.0, CHUNK)", "rng.beta(8.0, 8.0, CHUNK)",
+                     "tests/parity/test_draws.py"),
+    "degrees-one-sided": ("loader/plan/planner.py", "deg = -hyp.degrees + 2 * hyp.degrees * a[:, 2]",
+                          "deg = hyp.degrees * a[:, 2]", "tests/parity/test_draws.py"),
+    "translate-one-sided": ("loader/plan/planner.py", "tr = (0.5 - hyp.translate) + 2 * hyp.translate * a[:, 6:8]",
+                            "tr = 0.5 + hyp.translate * a[:, 6:8]", "tests/parity/test_draws.py"),
+    "mosaic-centre-narrow": ("loader/plan/planner.py", "yc = (border + (2 * s - 2 * border) * u[:, 0])",
+                             "yc = (border + (2 * s - 3 * border) * u[:, 0])", "tests/parity/test_draws.py"),
+    "mosaic-rate-low": ("loader/plan/planner.py", "(hyp.mosaic > 0) & (u[:, _MOSAIC] <= hyp.mosaic)",
+                        "(hyp.mosaic > 0) & (u[:, _MOSAIC] <= 0.9 * hyp.mosaic)", "tests/parity/test_draws.py"),
+    # same distribution, wrong matrix: only the equal-uniforms comparison sees a swapped shear
+    "shear-axes-swapped": ("loader/plan/planner.py", "S[:, 0, 1], S[:, 1, 0] = np.tan(shear[:, 0]",
+                           "S[:, 1, 0], S[:, 0, 1] = np.tan(shear[:, 0]", "tests/parity/test_draws.py"),
+    # geometry and boxes
+    "area-thr-0.2": ("loader/plan/geometry.py", "area_thr: float = 0.1,", "area_thr: float = 0.2,",
+                     "tests/unit/plan/test_geometry.py tests/parity/test_parity_ultralytics.py"),
+    "boxes-unclipped": ("loader/plan/planner.py", "new = np.clip(new, 0, s)", "new = new",
+                        "tests/parity/test_parity_ultralytics.py tests/parity/test_consistency.py"),
+    # kernels
+    "hue-mod-179": ("loader/kernels/opencv.py", "lut_hue = ((x + r[:, :1] * 180) % 180)",
+                    "lut_hue = ((x + r[:, :1] * 180) % 179)", "tests/parity/test_parity_ultralytics.py"),
+    # batch assembly and the adapter
+    "batch-idx-shifted": ("loader/batch.py", "batch_idx = np.repeat(np.arange(len(batch), dtype=np.float32), counts)",
+                          "batch_idx = np.repeat(np.arange(1, len(batch) + 1, dtype=np.float32), counts)",
+                          "tests/parity/test_parity_stock_loader.py tests/engine/test_loader.py"),
+    "ratio-pad-dropped": ("loader/batch.py", "ratio_pad = tuple(((a, b), (int(c), int(d)))",
+                          "ratio_pad = tuple(((a, b), (0, 0))", "tests/parity/test_validator_exact.py"),
+    # resume
+    "resume-keeps-constructor-seed": ("loader/loader.py", "        self.planner.seed = self.sampler.seed\n", "",
+                                      "tests/engine/test_resume.py"),
+    # the trainer's wiring
+    "trainer-drops-hyp": ("integration/ultralytics/trainer.py", "hyp=vars(self.args)", "hyp=None",
+                          "tests/integration/test_ultralytics_integration.py"),
+}
+
+
+def _copy_tree(dest: Path) -> None:
+    files = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout.split(b"\0")
+    for f in files:
+        if not f:
+            continue
+        src = ROOT / f.decode()
+        if src.is_file():
+            (dest / f.decode()).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / f.decode())
+
+
+def _pytest(copy: Path, args: list[str], timeout: int) -> tuple[bool, str, float]:
+    t0 = time.perf_counter()
+    cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-m", "not scale", *args]
+    try:
+        r = subprocess.run(cmd, cwd=copy, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return True, "timed out (counted as caught: the suite did not pass)", time.perf_counter() - t0
+    failed = [ln for ln in r.stdout.splitlines() if ln.startswith(("FAILED", "ERROR"))]
+    return r.returncode != 0, (failed[0] if failed else r.stdout.strip().splitlines()[-1:] or [""])[0], \
+        time.perf_counter() - t0
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("names", nargs="*", help="mutants to run (default: all)")
+    ap.add_argument("--list", action="store_true")
+    ap.add_argument("--timeout", type=int, default=1500, help="seconds per pytest run")
+    a = ap.parse_args(argv)
+    if a.list:
+        for k, (f, old, new, tests) in MUTANTS.items():
+            print(f"{k:32} {f}: {old!r} -> {new!r}  [{tests}]")
+        return 0
+    names = a.names or list(MUTANTS)
+    unknown = [n for n in names if n not in MUTANTS]
+    if unknown:
+        ap.error(f"unknown mutants {unknown}; --list shows them")
+    t_all = time.perf_counter()
+    survived = []
+    with tempfile.TemporaryDirectory(prefix="mutants-") as tmp:
+        copy = Path(tmp)
+        _copy_tree(copy)
+        print(f"{'mutant':32} {'result':9} {'s':>6}  caught by")
+        for name in names:
+            rel, old, new, tests = MUTANTS[name]
+            path = copy / rel
+            text = path.read_text()
+            if text.count(old) != 1:
+                print(f"{name:32} {'STALE':9} {'':>6}  {rel} holds {text.count(old)} copies of the text to mutate")
+                survived.append(name)
+                continue
+            path.write_text(text.replace(old, new))
+            try:
+                caught, why, secs = _pytest(copy, tests.split(), a.timeout)
+                if not caught:  # not by the tests meant for it: the rest of the suite
+                    caught, why, more = _pytest(copy, [], a.timeout)
+                    secs += more
+            finally:
+                path.write_text(text)
+            print(f"{name:32} {'caught' if caught else 'SURVIVED':9} {secs:6.1f}  {why}", flush=True)
+            if not caught:
+                survived.append(name)
+    print(f"{len(names) - len(survived)}/{len(names)} caught in {time.perf_counter() - t_all:.0f} s"
+          + (f"; survived: {', '.join(survived)}" if survived else ""))
+    return 1 if survived else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
