@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # name: (file, exact text, replacement, tests expected to catch it)
 MUTANTS = {
     # the four of the test audit (shared/reviews/test_audit.md)
-    "flip-lr-never": ("loader/plan/planner.py", "lr = u[:, _FLIPLR] < hyp.fliplr", "lr = u[:, _FLIPLR] < 0",
+    "flip-lr-never": ("loader/plan/planner.py", "u[:, _FLIPLR] < hyp.fliplr", "u[:, _FLIPLR] < 0",
                       "tests/parity/test_draws.py"),
     "hsv-halved": ("loader/plan/planner.py", "hsv = (-1 + 2 * u[:, _HSV]) * [",
                    "hsv = 0.5 * (-1 + 2 * u[:, _HSV]) * [", "tests/parity/test_draws.py"),
@@ -90,9 +90,9 @@ def _pytest(copy: Path, args: list[str], timeout: int) -> tuple[bool, str, float
         r = subprocess.run(cmd, cwd=copy, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         return True, "timed out (counted as caught: the suite did not pass)", time.perf_counter() - t0
-    failed = [ln for ln in r.stdout.splitlines() if ln.startswith(("FAILED", "ERROR"))]
-    return r.returncode != 0, (failed[0] if failed else r.stdout.strip().splitlines()[-1:] or [""])[0], \
-        time.perf_counter() - t0
+    lines = r.stdout.strip().splitlines()
+    failed = [ln.split(" - ")[0].removeprefix("FAILED ") for ln in lines if ln.startswith(("FAILED", "ERROR"))]
+    return r.returncode != 0, failed[0] if failed else (lines[-1] if lines else ""), time.perf_counter() - t0
 
 
 def main(argv=None) -> int:

@@ -185,6 +185,16 @@ def _ultralytics_draws(data_yaml, hyp: dict, monkeypatch) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------- our side
+def _flips(ud: bool, lr: bool) -> np.ndarray:
+    """The flip matrix the planner folds into M (pixel grid: x -> s - 1 - x); it is its own inverse."""
+    F = np.eye(3)
+    if lr:
+        F[0, 0], F[0, 2] = -1, S - 1
+    if ud:
+        F[1, 1], F[1, 2] = -1, S - 1
+    return F
+
+
 def _our_draws(data_yaml, hyp: dict) -> dict:
     index = build_index(data_yaml, "train", verbose=False, cache=False)
     assert len(index) == N_IMAGES
@@ -216,12 +226,7 @@ def _our_draws(data_yaml, hyp: dict) -> dict:
                 ud, lr = b.flips[r]
                 out["flipud"].append(bool(ud))
                 out["fliplr"].append(bool(lr))
-                F = np.eye(3)  # unfold the flips the planner folds into M (pixel grid: x -> s - 1 - x)
-                if lr:
-                    F[0, 0], F[0, 2] = -1, S - 1
-                if ud:
-                    F[1, 1], F[1, 2] = -1, S - 1
-                out["M"].append(F @ b.M[r])  # F is its own inverse
+                out["M"].append(_flips(ud, lr) @ b.M[r])  # the warp before the flips the planner folds in
                 out["scale"].append(float(b.scale[r]))
     return {k: np.asarray(v) for k, v in out.items()}
 
@@ -280,15 +285,10 @@ def test_batched_matrices_equal_ultralytics_for_the_same_uniforms(tiny_set, monk
         h, w = b.canvas_hw[r]
         M_ul, s_ul = rp._compute_affine_matrix(np.zeros((h, w, 3), np.uint8), (S, S))
         monkeypatch.undo()
-        ud, lr = b.flips[r]
-        F = np.eye(3)
-        if lr:
-            F[0, 0], F[0, 2] = -1, S - 1
-        if ud:
-            F[1, 1], F[1, 2] = -1, S - 1
+        F = _flips(*b.flips[r])
         # F @ F is the identity up to float64 rounding of the flipped rows (<= 1e-13 here)
         assert np.allclose(F @ b.M[r], M_ul.astype(np.float64), rtol=0, atol=1e-9) and b.scale[r] == s_ul, r
-        if not (ud or lr):
+        if not b.flips[r].any():
             assert np.array_equal(b.M[r], M_ul.astype(np.float64)), r  # bitwise where nothing is folded in
         checked += 1
     assert checked == N_IMAGES and b.mosaic.any() and (~b.mosaic).any()
