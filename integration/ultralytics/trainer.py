@@ -86,6 +86,16 @@ class FastDetectionTrainer(DetectionTrainer):
         super().__init__(*args, **kwargs)
         check_trainer_args(self.args)
 
+    def _build_train_pipeline(self):
+        """After an out-of-memory retry Ultralytics builds new loaders; older versions (seen on 8.4.150; 8.4.190 does)
+        do not close the train loader they replace, whose painter threads and prefetched batches would then live on.
+        Closing is idempotent, so versions that close it themselves are unaffected. (The val loader is left: older
+        versions keep validating with the one they built first.)"""
+        old = getattr(self, "train_loader", None)
+        if old is not None and hasattr(old, "close"):
+            old.close()
+        return super()._build_train_pipeline()
+
     def get_dataloader(self, dataset_path, batch_size: int = 16, rank: int = 0, mode: str = "train"):
         assert mode in {"train", "val"}, f"mode must be 'train' or 'val', not {mode}"
         opts = self.fast_options
