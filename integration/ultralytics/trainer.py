@@ -87,10 +87,10 @@ class FastDetectionTrainer(DetectionTrainer):
         check_trainer_args(self.args)
 
     def _build_train_pipeline(self):
-        """After an out-of-memory retry Ultralytics builds new loaders; older versions (seen on 8.4.150; 8.4.190 does)
-        do not close the train loader they replace, whose painter threads and prefetched batches would then live on.
-        Closing is idempotent, so versions that close it themselves are unaffected. (The val loader is left: older
-        versions keep validating with the one they built first.)"""
+        """After an out-of-memory retry Ultralytics builds new loaders. 8.4.150 does not close the train loader it
+        replaces (8.4.190 does), whose painter threads and prefetched batches would then live on; closing is
+        idempotent, so versions that close it themselves are unaffected. (The val loader is left open: 8.4.150 goes
+        on validating with the one it built first.)"""
         old = getattr(self, "train_loader", None)
         if old is not None and hasattr(old, "close"):
             old.close()
