@@ -87,14 +87,21 @@ class FastDetectionTrainer(DetectionTrainer):
         check_trainer_args(self.args)
 
     def _build_train_pipeline(self):
-        """After an out-of-memory retry Ultralytics builds new loaders. 8.4.150 does not close the train loader it
-        replaces (8.4.190 does), whose painter threads and prefetched batches would then live on; closing is
-        idempotent, so versions that close it themselves are unaffected. (The val loader is left open: 8.4.150 goes
-        on validating with the one it built first.)"""
-        old = getattr(self, "train_loader", None)
-        if old is not None and hasattr(old, "close"):
-            old.close()
-        return super()._build_train_pipeline()
+        """After an out-of-memory retry Ultralytics builds new loaders. 8.4.150 closes neither loader it replaces
+        and goes on validating with the first val loader (8.4.190 closes the train loader and hands the validator
+        the new one), so painter threads and prefetched batches would live on. Here both replaced loaders are
+        closed and the validator gets the new val loader, whichever version runs (closing is idempotent)."""
+        old_train, old_test = getattr(self, "train_loader", None), getattr(self, "test_loader", None)
+        if old_train is not None and hasattr(old_train, "close"):
+            old_train.close()
+        out = super()._build_train_pipeline()
+        if old_test is not None and old_test is not self.test_loader:
+            validator = getattr(self, "validator", None)
+            if validator is not None and getattr(validator, "dataloader", None) is old_test:
+                validator.dataloader = self.test_loader
+            if hasattr(old_test, "close"):
+                old_test.close()
+        return out
 
     def get_dataloader(self, dataset_path, batch_size: int = 16, rank: int = 0, mode: str = "train"):
         assert mode in {"train", "val"}, f"mode must be 'train' or 'val', not {mode}"

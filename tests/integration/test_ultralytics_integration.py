@@ -245,6 +245,8 @@ def test_out_of_memory_retry_rebuilds_loaders_without_leaks(train_set, tmp_path)
     first, rebuilt = train_loaders[0], train_loaders[-1]
     assert len(train_loaders) == 2 and first.batch_size == 8 and rebuilt.batch_size == 4
     assert first.loader.closed, "the replaced train loader was closed"
+    val_loaders = [dl for dl in _OOMOnce.loaders_seen if not dl.loader.augment]
+    assert len(val_loaders) == 2 and val_loaders[0].loader.closed and trainer.validator.dataloader is val_loaders[1]
     assert not [t for t in threading.enumerate() if t.name.startswith("loader-paint")]
 
 
