@@ -53,15 +53,29 @@ class ImageCache:
             im.setflags(write=False)  # shared between threads and samples: never painted on
         with self._lock:
             del self._pending[key]
-            if im.nbytes <= self.budget:
-                self._items[key] = im
-                self.bytes += im.nbytes
-                while self.bytes > self.budget:
-                    _, old = self._items.popitem(last=False)
-                    self.bytes -= old.nbytes
-                    self.evictions += 1
+            self._insert(key, im)
         fut.set_result(im)
         return im
+
+    def replace(self, key: int, image) -> None:
+        """Hold ``image`` for ``key`` instead of what is held (e.g. its upload to the GPU), or add it if it fits."""
+        if isinstance(image, np.ndarray) and image.flags.writeable:
+            image.setflags(write=False)
+        with self._lock:
+            old = self._items.pop(key, None)
+            if old is not None:
+                self.bytes -= old.nbytes
+            self._insert(key, image)
+
+    def _insert(self, key: int, image) -> None:
+        """Under the lock: add ``image`` if it fits the budget, evicting the least recently used."""
+        if image.nbytes <= self.budget:
+            self._items[key] = image
+            self.bytes += image.nbytes
+            while self.bytes > self.budget:
+                _, gone = self._items.popitem(last=False)
+                self.bytes -= gone.nbytes
+                self.evictions += 1
 
     def take(self, keys) -> dict:
         """The held images among ``keys`` (marked recently used): references the caller keeps, so an eviction

@@ -28,11 +28,22 @@ def dali_available() -> tuple[bool, str]:
     return True, "nvidia-dali importable"
 
 
-def _as_torch(sample):
-    """A DALI GPU sample as a CUDA tensor, zero-copy (DLPack; the tensor keeps DALI's buffer alive)."""
+def _own_tiles(res, n: int, cuda_stream=None) -> list:
+    """The first ``n`` samples of a DALI GPU output as CUDA tensors that own their memory, made on
+    ``cuda_stream``.
+
+    On that stream, because ``torch.from_dlpack`` makes torch's *current* stream wait for the sample (DALI's
+    ``ToDLMTensor`` ready event): outside the engine's stream context that is the painter thread's default
+    stream, so the trainer's work would queue behind every decode. A copy, because a DLPack view keeps the whole
+    run's output buffer alive (``unsafe_sample_owner``): one tile kept in the buffer would hold ~128 tiles of GPU
+    memory while the buffer counts one (gpu_review_2.md, findings 2 and 5)."""
+    import contextlib
+
     import torch
 
-    return torch.from_dlpack(sample)
+    ctx = torch.cuda.stream(cuda_stream) if cuda_stream is not None else contextlib.nullcontext()
+    with ctx:
+        return [torch.from_dlpack(res[k]).clone() for k in range(n)]
 
 
 class DaliDecoder(Closing):
@@ -81,7 +92,7 @@ class DaliDecoder(Closing):
             self._pipe.feed_input("size", np.asarray(hw, np.float32).reshape(-1, 2))
             (res,) = self._pipe.run(cuda_stream) if cuda_stream is not None else self._pipe.run()
             if self.to_torch:
-                out += [_as_torch(res[k]) for k in range(len(chunk))]
+                out += _own_tiles(res, len(chunk), cuda_stream)
                 continue
             if self.device == "gpu":
                 res = res.as_cpu()

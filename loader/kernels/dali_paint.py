@@ -267,18 +267,14 @@ class DaliPainter(Closing):
         from .torch_paint import colour, colour_tables, mix_blend
 
         partners = _copy_out(res, out, B, mixed)
-        hsv = batch.hsv
-        tables = colour_tables(hsv, batch.keep_bgr, out.device)
+        mix_r = np.where(batch.has_mix, batch.mix_r, 1.0) if partners is not None else None
+        tables = colour_tables(batch.hsv, batch.keep_bgr, out.device, mix_r)  # one upload, no host sync
         for lo in range(0, B, COLOUR_CHUNK):
             hi = min(lo + COLOUR_CHUNK, B)
             x = out[lo:hi]
             if partners is not None:
-                r = torch.from_numpy(np.where(batch.has_mix[lo:hi], batch.mix_r[lo:hi], 1.0).astype(np.float32))
-                x = mix_blend(x, partners[lo:hi], r.to(x.device, non_blocking=True).view(-1, 1, 1, 1))
-            rows, luts, keep = tables  # sorted rows: the chunk's are one slice of the batch's tables
-            a, b = np.searchsorted(rows, [lo, hi])
-            k0, k1 = np.searchsorted(keep, [lo, hi])
-            out[lo:hi] = colour(x, (rows[a:b] - lo, None if luts is None else luts[a:b], keep[k0:k1] - lo))
+                x = mix_blend(x, partners[lo:hi], tables.mix[lo:hi].view(-1, 1, 1, 1))
+            out[lo:hi] = colour(x, tables.chunk(lo, hi))
 
     @property
     def closed(self) -> bool:

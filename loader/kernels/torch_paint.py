@@ -15,6 +15,7 @@ random colours); warps are bilinear with pixel centres at integer coordinates, l
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 import threading
 
 import numpy as np
@@ -24,7 +25,7 @@ import torch.nn.functional as F
 from ..plan import FILL, Plan, translate, visible_window, window_pastes
 from .opencv import hsv_luts_batch
 
-__all__ = ["paint_torch", "colour", "colour_tables", "mix_blend", "bgr_to_hsv8", "hsv8_to_rgb"]
+__all__ = ["paint_torch", "colour", "colour_tables", "ColourTables", "mix_blend", "bgr_to_hsv8", "hsv8_to_rgb"]
 
 _SHIFT = 12
 
@@ -130,25 +131,60 @@ def mix_blend(a: torch.Tensor, b: torch.Tensor, r) -> torch.Tensor:
     return torch.floor(a.to(torch.float32) * r + b.to(torch.float32) * (1 - r)).clamp(0, 255).to(torch.uint8)
 
 
-def colour_tables(hsv: np.ndarray | None, keep_bgr: np.ndarray, device) -> tuple:
-    """What ``colour`` needs for a batch, uploaded once: (jittered rows, their (m, 256, 3) HSV tables on
-    ``device``, rows that keep BGR). ``hsv``: (n, 3) gains, NaN rows (or None) for no jitter."""
+@dataclass(frozen=True)
+class ColourTables:
+    """A batch's colour work on its device: jittered rows and their HSV tables, rows that keep BGR, mixup ratios.
+
+    ``rows`` / ``keep`` are host arrays (to cut chunks without asking the device); ``*_dev`` the same on the
+    device. ``chunk(lo, hi)`` gives ``colour`` its part of the batch without any host-device synchronisation."""
+
+    rows: np.ndarray
+    keep: np.ndarray
+    rows_dev: torch.Tensor
+    keep_dev: torch.Tensor
+    luts: torch.Tensor | None  # (len(rows), 256, 3) int64
+    mix: torch.Tensor | None  # (B,) float32: r where a sample has a mixup partner, else 1
+
+    def chunk(self, lo: int, hi: int) -> tuple:
+        a, b = np.searchsorted(self.rows, [lo, hi])
+        k0, k1 = np.searchsorted(self.keep, [lo, hi])
+        return (self.rows_dev[a:b] - lo, None if self.luts is None else self.luts[a:b], self.keep_dev[k0:k1] - lo)
+
+
+def colour_tables(hsv: np.ndarray | None, keep_bgr: np.ndarray, device, mix_r: np.ndarray | None = None
+                  ) -> ColourTables:
+    """Everything ``colour`` (and mixup's blend) needs for a batch in **one** upload: on a CUDA device one pinned,
+    non-blocking copy (a pageable ``as_tensor(..., device=cuda)`` is a blocking copy plus a stream
+    synchronisation, several per batch before this). ``hsv``: (n, 3) gains, NaN rows (or None) for no jitter;
+    ``mix_r``: (n,) mixup ratios (1 where there is no partner)."""
     jitter = np.zeros(len(keep_bgr), bool) if hsv is None else ~np.isnan(hsv[:, 0])
-    rows = np.nonzero(jitter)[0]
-    luts = torch.from_numpy(hsv_luts_batch(hsv[rows])).to(device, non_blocking=True) if len(rows) else None
-    return rows, luts, np.nonzero(np.asarray(keep_bgr, bool))[0]
+    rows = np.nonzero(jitter)[0].astype(np.int64)
+    keep = np.nonzero(np.asarray(keep_bgr, bool))[0].astype(np.int64)
+    luts = hsv_luts_batch(hsv[rows]).astype(np.int64) if len(rows) else np.zeros((0, 256, 3), np.int64)
+    mix = np.zeros(0) if mix_r is None else np.asarray(mix_r, np.float64)
+    packed = np.concatenate([rows, keep, luts.ravel(), mix.view(np.int64)])
+    t = torch.from_numpy(packed)
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        t = t.pin_memory().to(dev, non_blocking=True)
+    else:
+        t = t.to(dev)
+    n_r, n_k, n_l = len(rows), len(keep), luts.size
+    return ColourTables(rows, keep, t[:n_r], t[n_r:n_r + n_k],
+                        t[n_r + n_k:n_r + n_k + n_l].view(-1, 256, 3) if len(rows) else None,
+                        t[n_r + n_k + n_l:].view(torch.float64).to(torch.float32) if mix_r is not None else None)
 
 
 def colour(bgr: torch.Tensor, tables: tuple) -> torch.Tensor:
     """(n, H, W, 3) uint8 BGR -> HSV jitter (Ultralytics' LUTs, OpenCV's conversions) and channel order (RGB
-    unless a row keeps BGR), for the rows ``colour_tables`` describes."""
+    unless a row keeps BGR), for the rows ``ColourTables.chunk`` describes (index tensors on ``bgr``'s device)."""
     rows, luts, keep = tables
     out = bgr.flip(-1)
     if len(rows):
         sel = torch.as_tensor(rows, device=bgr.device)
         hsv = bgr_to_hsv8(bgr[sel]).to(torch.int64)
         m, H, W, _ = hsv.shape
-        hsv = torch.gather(luts.to(torch.int64), 1, hsv.reshape(m, H * W, 3)).reshape(m, H, W, 3).to(torch.uint8)
+        hsv = torch.gather(luts, 1, hsv.reshape(m, H * W, 3)).reshape(m, H, W, 3).to(torch.uint8)
         out[sel] = hsv8_to_rgb(hsv)
     if len(keep):
         k = torch.as_tensor(keep, device=bgr.device)
@@ -163,4 +199,4 @@ def paint_torch(plan: Plan, load, device="cpu") -> torch.Tensor:
         other = torch.floor(_geometry(plan.mix, load, device) + 0.5).clamp(0, 255).to(torch.uint8)
         img = mix_blend(img, other, plan.mix_r)
     hsv = None if plan.hsv is None else plan.hsv[None]
-    return colour(img[None], colour_tables(hsv, np.array([plan.keep_bgr]), img.device))[0]
+    return colour(img[None], colour_tables(hsv, np.array([plan.keep_bgr]), img.device).chunk(0, 1))[0]

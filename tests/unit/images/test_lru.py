@@ -25,3 +25,17 @@ def test_image_cache_is_bounded_in_bytes_and_decodes_once(kind):
     assert 1 not in cache and 0 in cache and cache.stats()["evictions"] == 1
     if kind == "numpy":
         assert not cache.get(0, None).flags.writeable, "shared tiles are read-only"
+
+
+def test_replace_swaps_an_image_and_keeps_the_byte_count():
+    """The DALI engine keeps a host image's GPU upload in its place (gpu_review_2.md finding 4)."""
+    from loader.images import ImageCache
+
+    cache = ImageCache(1000)
+    cache.get(0, lambda: np.zeros((10, 10, 3), np.uint8))  # 300 bytes
+    cache.get(1, lambda: np.zeros((10, 10, 3), np.uint8))
+    cache.replace(0, torch.zeros((10, 10, 6), dtype=torch.uint8))  # 600 bytes instead of 300
+    assert cache.bytes == 900 and torch.is_tensor(cache.take([0])[0])
+    cache.replace(2, np.zeros((10, 10, 3), np.uint8))  # new: 1200 > 1000, the least recent (1) goes
+    assert cache.bytes == 900 and 1 not in cache and {0, 2} <= set(cache.take([0, 1, 2]))
+    assert not cache.take([2])[2].flags.writeable
