@@ -1,30 +1,32 @@
 #!/usr/bin/env bash
-# GPU check v2: the checks that need a GPU, in two phases that each fit one short device call.
+# GPU check v3: the part that can fail goes first.
 #
-#   bash benchmarks/gpu_check.sh phase1    # no DALI needed: CUDA facts, torch-painter / consistency GPU tests,
-#                                          # the 896 px batch 128 comparison on the machine's real cores
-#                                          # (stock 8 and 12 processes vs our CPU engine) with RAM, training rows
-#   bash benchmarks/gpu_check.sh phase2    # DALI: install the carried parts, DALI GPU tests, dali rows (fail on
-#                                          # any DALI fallback or tiles off the GPU), train-dali, the knob sweep
-#   bash benchmarks/gpu_check.sh all       # both (a machine that has DALI already)
+#   bash benchmarks/gpu_check.sh dali     # install the carried DALI parts, then: the GPU-marked tests (a line per
+#                                         # test as it finishes, --durations), the dali rows at 896 px / batch
+#                                         # 128 from JPEG and from cache="disk" (the reported setting; fails on
+#                                         # any DALI fallback or tile off the GPU), train-dali vs the ceiling
+#   bash benchmarks/gpu_check.sh stock    # optional, last: stock 8/12 processes vs the CPU engine at 896 px /
+#                                         # batch 128 with RAM, and the stock / CPU-engine training rows
+#   bash benchmarks/gpu_check.sh all      # both (a machine that has DALI already)
 #   GPU_CHECK_DRY=1 bash benchmarks/gpu_check.sh all   # the same plumbing on a CPU machine, small and quick
 #
-# What travels (tools/gpu_wheels.sh makes it; git ignores .whl/): phase 1 carries .whl/phase1 (Ultralytics and
-# its two small helpers, ~11 MB: one call). Phase 2 carries DALI for CUDA 13 and its libraries as one
-# xz-compressed tar of the unpacked wheels in parts of at most 60 MiB, .whl/phase2/dali.tar.xz.partNN plus
-# dali.tar.xz.sha256 (joined, checked and unpacked by Python's own tarfile/lzma: no tool needed there);
-# one part per device call, back to back while the machine is warm (it is released after 30 s idle; an
-# ignored path a call does not name in `carry` stays on the machine), the last call runs phase2. The exact
-# call sequence, with carry lists and expected durations: benchmarks/README.md ("GPU check").
+# What travels (tools/gpu_wheels.sh makes it; git ignores .whl/): .whl/phase1 (Ultralytics and its two small
+# helpers, ~2 MB) and DALI for CUDA 13 with its libraries as one xz-compressed tar of the unpacked wheels in
+# parts of at most 60 MiB, .whl/phase2/dali.tar.xz.partNN plus dali.tar.xz.sha256 (joined, checked and unpacked
+# by Python's own tarfile/lzma). One part per device call, back to back while the machine is warm; the call
+# carrying the last part runs `dali`. The sequence, with carry lists, limits and expected durations:
+# benchmarks/README.md ("GPU check").
 #
-# Every step has its own time limit and writes its log under $OUT (default .demo/gpu-check): <phase>-<step>.log,
-# pytest's JUnit XML <phase>-tests.xml, the bench JSON, and gpu_check.json (each step's exit code and seconds,
-# whether each phase works, whether the targets were met). Exit codes:
+# Every step has its own time limit (a phase's limits stay inside its call's timeout) and writes its log under
+# $OUT (default .demo/gpu-check): <phase>-<step>.log, <phase>-tests.jsonl (one line per finished test),
+# pytest's JUnit XML, the bench JSONs, and gpu_check.json (each step's exit code and seconds, whether each phase
+# works, whether the targets were met). A step the later ones need (parts, install, import) stops its phase
+# when it fails. Exit codes:
 #   0   every step worked and every target gate passed
 #   10  every step worked, but a target gate (benchmarks/gates_gpu.json) was missed: see gates.log
 #   2   no usable CUDA device (and not a dry run)
 #   3   the carried DALI parts are missing or corrupt: stopped before anything ran
-#   4   a step failed (tests, bench, a DALI fallback, tiles off the GPU)
+#   4   a step failed (the import, tests, bench, a DALI fallback, tiles off the GPU)
 #   5   a step ran past its time limit
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -72,23 +74,21 @@ if [ "$DRY" = 1 ]; then
     BENCH=(--preset quick --workers 8,12 --cpu-workers 8,12 --batches 2 --rounds 1)
     TRAIN=(--preset quick --train --train-iters 2 --train-warmup 1 --train-rounds 1)
     DATA=()
-    TESTS_K1="bit_exact"  # a plumbing check: one quick test per suite (the CI runs them all anyway)
-    TESTS_K2="good_bad_good_recovers"
+    GPU_TESTS=(tests/unit/kernels/test_dali_decode.py -k good_bad_good_recovers)  # plumbing: one quick test
 else
-    # 16 warm-up batches (2,048 images; full stock buffers would take 96 batches at 12 workers: minutes)
+    # 1,536 images: 12 batches of 128, over the 1,000-image mosaic buffer; 16 warm-up batches
     BENCH=(--imgsz 896 --batch 128 --workers 8,12 --cpu-workers 8,12 --batches 6 --warmup 16 --rounds 1
            --heavy-rounds 1 --no-forced)
     TRAIN=(--imgsz 896 --batch 128 --train --train-imgsz 896 --train-batch 128 --train-iters 10 --train-warmup 3
            --train-rounds 1)
     DEMO=.demo/gpu-check-data
     DATA=(--data "$DEMO/data.yaml")
-    TESTS_K1="not dali"
-    TESTS_K2=""
+    GPU_TESTS=(-m gpu tests/engine/test_dali_gpu.py tests/engine/test_dali_engine.py tests/unit/kernels
+               tests/parity/test_consistency.py)
 fi
 
-phase1() {
-    install_wheels .whl/phase1 && export PYTHONPATH=/tmp/site:$PYTHONPATH
-    step phase1 facts 60 "$PY" - <<'EOF'
+facts() {  # facts PHASE
+    step "$1" facts 20 "$PY" - <<'EOF'
 import importlib, os, torch
 print("torch", torch.__version__, "CUDA", torch.version.cuda, "device:",
       torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none")
@@ -99,72 +99,86 @@ for m in ("ultralytics", "cv2", "psutil", "pytest", "nvidia.dali"):
     except Exception as e:  # noqa: BLE001
         print(f"  {m} MISSING ({type(e).__name__})")
 EOF
-    if [ "$DRY" != 1 ] && [ ! -f "$DEMO/data.yaml" ]; then  # 4000 images: 4x the 1000-image buffer of batch 128
-        step phase1 data 120 "$PY" -c "from loader.demo_data import make_demo_dataset as m; m('$DEMO', count=4000, size=(1920, 1080))"
-    fi
-    step phase1 tests 120 "$PY" -m pytest -q -p no:cacheprovider -rs --junitxml="$OUT/phase1-tests.xml" \
-        tests/unit/kernels/test_torch_paint.py tests/parity/test_consistency.py -k "${TESTS_K1}"
-    step phase1 bench 240 "$PY" -m integration.cli bench "${BENCH[@]}" "${DATA[@]}" --timeout 150 \
-        --only "decode-only,stock-w8,stock-w12,cpu-w8,cpu-w12,cpu-auto" --json "$OUT/phase1-bench.json"
-    step phase1 train 150 "$PY" -m integration.cli bench "${TRAIN[@]}" "${DATA[@]}" --timeout 120 \
-        --only "train-stock,train-cpu,train-synthetic" --json "$OUT/phase1-train.json"
 }
 
-phase2() {
+demo_data() {  # demo_data PHASE
+    if [ "$DRY" != 1 ] && [ ! -f "$DEMO/data.yaml" ]; then
+        step "$1" data 60 "$PY" -c "from loader.demo_data import make_demo_dataset as m; m('$DEMO', count=1536, size=(1920, 1080))"
+    fi
+}
+
+# dali: step limits 45 + 45 + 20 + 20 + 150 + 60 + 120 + 10 + 110 = 580 s at the very most (parts, install and
+# data run only when needed), under the call's timeout_s 600 in the documented sequence
+dali() {
     local parts=${GPU_CHECK_PARTS:-.whl/phase2}
     if [ "$DRY" != 1 ] || compgen -G "$parts/dali.tar.xz.part*" > /dev/null; then
         # joined and checked before anything else runs: missing or corrupt parts stop here (exit 3)
-        step phase2 parts 60 "$PY" tools/gpu_parts.py unpack "$parts" /tmp/dali-whl
-        local rc=$?
-        if [ "$rc" != 0 ]; then
-            echo "gpu_check: $parts: the DALI parts are missing or corrupt; nothing else of phase 2 ran (exit 3)"
+        step dali parts 45 "$PY" tools/gpu_parts.py unpack "$parts" /tmp/dali-whl
+        if [ $? != 0 ]; then
+            echo "gpu_check: $parts: the DALI parts are missing or corrupt; nothing else of the dali phase ran (exit 3)"
             finish; return 3
         fi
         if [ "$DRY" != 1 ]; then
-            step phase2 install 90 "$PY" -m pip install -q --no-index --no-deps --no-compile --upgrade \
-                --target /tmp/site /tmp/dali-whl/*.whl || { finish; return $?; }
+            step dali install 45 "$PY" -m pip install -q --no-index --no-deps --no-compile --upgrade \
+                --target /tmp/site /tmp/dali-whl/*.whl || { finish; return 4; }
             export PYTHONPATH=/tmp/site:$PYTHONPATH
         fi
     fi
     install_wheels .whl/phase1 && export PYTHONPATH=/tmp/site:$PYTHONPATH
-    step phase2 import 60 "$PY" -c "import nvidia.dali.fn; from nvidia.dali.plugin.pytorch import feed_ndarray; print('DALI', __import__('nvidia.dali').dali.__version__)"
-    step phase2 tests 150 "$PY" -m pytest -q -p no:cacheprovider -rs --junitxml="$OUT/phase2-tests.xml" \
-        tests/engine/test_dali_engine.py tests/unit/kernels/test_dali_paint.py tests/unit/kernels/test_dali_decode.py \
-        -k "${TESTS_K2}"
-    # the stock rows of this session's phase 1 are the yardstick for the gates (same machine, minutes apart)
-    step phase2 bench 150 "$PY" -m integration.cli bench "${BENCH[@]}" "${DATA[@]}" --timeout 120 \
-        --only "dali" --json "$OUT/phase2-bench.json"
+    facts dali
+    # nothing after this can work without it: a failed import stops the phase
+    step dali import 20 "$PY" -c "import nvidia.dali.fn; from nvidia.dali.plugin.pytorch import feed_ndarray; print('DALI', __import__('nvidia.dali').dali.__version__)" \
+        || { finish; return 4; }
+    export LIVE_RESULTS="$OUT/dali-tests.jsonl"
+    rm -f "$LIVE_RESULTS"
+    step dali tests 150 "$PY" -m pytest -q -p no:cacheprovider \
+        -p benchmarks.live_results -rs --durations=15 --junitxml="$OUT/dali-tests.xml" "${GPU_TESTS[@]}"
+    demo_data dali
+    step dali bench 120 "$PY" -m integration.cli bench "${BENCH[@]}" "${DATA[@]}" --timeout 100 --cache disk \
+        --only "dali,dali-disk" --json "$OUT/dali-bench.json"
     # the engine works only if DALI did the work: no fallback, tiles on the GPU (on a dry run: CPU-only mode)
-    step phase2 dali-did-the-work 20 "$PY" - "$OUT/phase2-bench.json" "$DRY" <<'EOF'
+    step dali dali-did-the-work 10 "$PY" - "$OUT/dali-bench.json" "$DRY" <<'EOF'
 import json, sys
 rows = [r for r in json.load(open(sys.argv[1])) if r["name"].startswith("dali")]
 want = "cpu" if sys.argv[2] == "1" else "cuda"
 bad = [r for r in rows if "error" in r or r.get("dali_fallbacks", 1) != 0 or r.get("tile_buffer_device") != want]
 for r in rows:
-    print(r["name"], {k: r.get(k) for k in ("img_s", "dali_fallbacks", "tile_buffer_device", "cores_busy", "error")})
-sys.exit(1 if bad or not rows else 0)
+    print(r["name"], {k: r.get(k) for k in ("img_s", "dali_fallbacks", "tile_buffer_device", "tile_uploads",
+                                            "cores_busy", "error")})
+sys.exit(1 if bad or len(rows) < 2 else 0)
 EOF
-    step phase2 train 150 "$PY" -m integration.cli bench "${TRAIN[@]}" "${DATA[@]}" --timeout 120 \
-        --only "train-dali,train-synthetic" --json "$OUT/phase2-train.json"
+    step dali train 110 "$PY" -m integration.cli bench "${TRAIN[@]}" "${DATA[@]}" --timeout 100 \
+        --only "train-dali,train-synthetic" --json "$OUT/dali-train.json"
     if [ "${GPU_CHECK_KNOBS:-0}" = 1 ] && [ "$DRY" != 1 ]; then
-        step phase2 knobs 120 "$PY" benchmarks/dali_knobs.py "${DATA[@]}" --batch 128 --threads 2,4 \
+        step dali knobs 120 "$PY" benchmarks/dali_knobs.py "${DATA[@]}" --batch 128 --threads 2,4 \
             --hw-load 0.65,1.0 --batches 4
     fi
 }
 
+# stock (optional, last): step limits 20 + 60 + 300 + 180 = 560 s at most, under the call's timeout_s 600
+stock() {
+    install_wheels .whl/phase1 && export PYTHONPATH=/tmp/site:$PYTHONPATH
+    facts stock
+    demo_data stock
+    step stock bench 300 "$PY" -m integration.cli bench "${BENCH[@]}" "${DATA[@]}" --timeout 140 \
+        --only "decode-only,stock-w8,stock-w12,cpu-w8,cpu-w12,cpu-auto" --json "$OUT/stock-bench.json"
+    step stock train 180 "$PY" -m integration.cli bench "${TRAIN[@]}" "${DATA[@]}" --timeout 80 \
+        --only "train-stock,train-cpu" --json "$OUT/stock-train.json"
+}
+
 case "$PHASES" in
-    phase1) phase1 ;;
-    phase2) phase2 || [ $? != 3 ] || exit 3 ;;
-    all) phase1; phase2 || [ $? != 3 ] || exit 3 ;;
-    *) echo "usage: $0 [phase1|phase2|all]"; exit 64 ;;
+    dali) dali || [ $? != 3 ] || exit 3 ;;
+    stock) stock ;;
+    all) dali || [ $? != 3 ] || exit 3; stock ;;
+    *) echo "usage: $0 [dali|stock|all]"; exit 64 ;;
 esac
 
 # "meets the target" apart from "works": the GPU gates on what the phases measured
 GATES_RC=
-if [ "$DRY" != 1 ] && [ -f "$OUT/phase2-bench.json" ] && [ -f "$OUT/phase1-bench.json" ]; then
+if [ "$DRY" != 1 ] && [ -f "$OUT/dali-bench.json" ] && [ -f "$OUT/stock-bench.json" ]; then
     "$PY" -c "import json,sys; a=json.load(open(sys.argv[1])); b=json.load(open(sys.argv[2])); \
 json.dump(a + [r for r in b if r['name'] not in {x['name'] for x in a}], open(sys.argv[3], 'w'))" \
-        "$OUT/phase1-bench.json" "$OUT/phase2-bench.json" "$OUT/bench-all.json"
+        "$OUT/stock-bench.json" "$OUT/dali-bench.json" "$OUT/bench-all.json"
     "$PY" -m integration.cli gate --json "$OUT/bench-all.json" --config benchmarks/gates_gpu.json > "$OUT/gates.log" 2>&1
     GATES_RC=$?
     cat "$OUT/gates.log"

@@ -31,7 +31,7 @@ def exit_code(steps: list[tuple[str, str, int, int]], gates_rc: int | None) -> i
     """3: the DALI parts were missing or corrupt; 5: a step ran past its limit; 4: a step failed; 10: everything
     worked but a target gate was missed; 0: everything worked (and every gate passed, if gates ran)."""
     rcs = {(phase, name): rc for phase, name, rc, _ in steps}
-    if rcs.get(("phase2", "parts"), 0) != 0:
+    if rcs.get(("dali", "parts"), 0) != 0:
         return PARTS
     if any(rc in TIMEOUT_CODES for rc in rcs.values()):
         return TIMED_OUT

@@ -76,7 +76,8 @@ def _ours(spec: RunSpec) -> Contender:
                "store_built_here": st["store"]["built_here"],
                "store_errors": st["store_errors"], "read_faults": st["read_faults"]}
         if spec.kind == "dali":
-            out.update(dali_fallbacks=st["dali_fallbacks"], tile_buffer_device=st["tile_buffer"]["device"])
+            out.update(dali_fallbacks=st["dali_fallbacks"], tile_buffer_device=st["tile_buffer"]["device"],
+                       tile_uploads=st["tile_uploads"])
         return out
 
     return Contender(dl, dl.num_workers, dl.planner.buffer_len + 2 * spec.batch, dl.config.prefetch + 1, dl.close,
