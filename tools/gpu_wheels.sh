@@ -3,7 +3,7 @@
 # in the two sets its two phases carry (git ignores .whl/):
 #   .whl/phase1/   Ultralytics and its two small helpers (~11 MB): one device call, no DALI needed
 #   .whl/phase2/   nvidia-dali for CUDA 13 and the libraries its image does not hold (nvImageCodec, nvJPEG, nvCOMP,
-#                  a few pure-Python packages), unpacked, xz-compressed and split into 60 MiB parts
+#                  six, packaging and a few more pure-Python packages: tools/gpu_wheels.txt), unpacked, xz-compressed and split into 60 MiB parts
 #                  (tools/gpu_parts.py pack; manifest.json says the sizes and the seconds it took)
 # The call sequence that carries them is in benchmarks/README.md ("GPU check").
 set -euo pipefail
@@ -15,9 +15,7 @@ DL=("$PY" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12
     --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64
     --platform manylinux2014_x86_64)
 "${DL[@]}" -d .whl/phase1 ultralytics==8.4.190 ultralytics-thop ultralytics-platform
-"${DL[@]}" -d .whl/dl-dali nvidia-dali-cuda130==2.4.0 "nvidia-nvimgcodec-cu13>=0.9,<0.10" \
-    nvidia-libnvcomp-cu13==5.3.0.16 "nvidia-nvjpeg==13.*" "astunparse<=1.6.3" "gast<=0.7.0" optree nvtx makefun \
-    "libcst~=1.8"
+"${DL[@]}" -d .whl/dl-dali -r tools/gpu_wheels.txt  # the list, and why: tools/gpu_wheels.txt
 "$PY" tools/gpu_parts.py pack .whl/dl-dali .whl/phase2 --part-mib 60
 rm -rf .whl/dl-dali
 du -sh .whl/phase1 .whl/phase2/*
