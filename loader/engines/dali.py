@@ -202,7 +202,7 @@ class DaliEngine(Engine):
                 im = buffer.take([i]).get(i)  # an earlier upload (a store's tiles bypass the buffer in get())
             if im is None:
                 im = get(i)
-            if not hasattr(im, "is_cuda"):
+            if not (hasattr(im, "is_cuda") and im.is_cuda):
                 im = self._upload(i, im)
             tiles[i] = im
             return im
