@@ -23,9 +23,9 @@ from ultralytics.utils.torch_utils import unwrap_model
 
 from loader import DetectionLoader, Hyp, UnsupportedHyp
 from loader.config import cache_mode
-from loader.dataset import build_index
 
 from .adapter import UltralyticsLoader
+from .selection import index_for
 
 __all__ = ["FastDetectionTrainer", "fast_trainer", "loader_options", "check_trainer_args"]
 
@@ -61,14 +61,9 @@ def check_trainer_args(args) -> None:
         cache_mode(args.cache)
     except UnsupportedHyp:
         refused.append(f"cache={args.cache!r} (use False, True / 'ram' or 'disk')")
-    if float(args.fraction) != 1.0:
-        refused.append(f"fraction={args.fraction!r} (use fraction=1.0)")
-    if args.classes is not None:
-        refused.append(f"classes={args.classes!r} (use classes=None)")
-    if args.single_cls:
-        refused.append("single_cls=True (use single_cls=False)")
     if args.rect:
-        refused.append("rect=True (rectangular training; validation is always rectangular)")
+        refused.append("rect=True (rectangular training batches are unshuffled and aspect-ratio sorted without "
+                       "mosaic; the planner builds square mosaic batches. Validation is always rectangular)")
     if refused:
         raise UnsupportedHyp("FastDetectionTrainer does not support: " + "; ".join(refused))
     Hyp.from_any(vars(args))  # augmentation hyperparameters: refused here, before any data is read
@@ -111,7 +106,7 @@ class FastDetectionTrainer(DetectionTrainer):
         workers = opts["workers"] or (int(self.args.workers) if int(self.args.workers or 0) > 0 else "auto")
         model = unwrap_model(self.model) if self.model is not None and not isinstance(self.model, str) else None
         gs = max(int(model.stride.max()), 32) if model is not None and hasattr(model, "stride") else 32
-        index = build_index(dataset_path, "train" if mode == "train" else "val", names=self.data["names"])
+        index = index_for(dataset_path, "train" if mode == "train" else "val", self.args, self.data, mode)
         world = self.world_size if RANK != -1 else 1
         common = dict(imgsz=self.args.imgsz, batch_size=batch_size, workers=workers, backend=opts["backend"],
                       prefetch=opts["prefetch"])

@@ -12,16 +12,16 @@ from __future__ import annotations
 from ultralytics.models.yolo.detect import DetectionValidator
 
 from loader import DetectionLoader
-from loader.dataset import build_index
 
 from .adapter import UltralyticsLoader
+from .selection import index_for
 
 __all__ = ["FastDetectionValidator"]
 
 
 class FastDetectionValidator(DetectionValidator):
     def get_dataloader(self, dataset_path, batch_size: int):
-        index = build_index(dataset_path, "val", names=self.data["names"])
+        index = index_for(dataset_path, "val", self.args, self.data, mode="val")
         loader = DetectionLoader(index, imgsz=self.args.imgsz, batch_size=batch_size, augment=False, backend="cpu",
                                  rect=bool(self.args.rect), stride=int(self.stride), pad=0.5,
                                  workers=int(self.args.workers) if int(self.args.workers or 0) > 0 else "auto")

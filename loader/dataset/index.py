@@ -14,6 +14,7 @@ nothing usable remains.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -33,7 +34,7 @@ from .probe import FORMATS, REASONS, probe_pair
 from .source import DatasetError, Source, img2label_path, resolve_source
 from .strings import StringTable
 
-__all__ = ["DatasetIndex", "build_index", "default_cache_dir", "INDEX_VERSION"]
+__all__ = ["DatasetIndex", "build_index", "default_cache_dir", "fraction_count", "select_labels", "INDEX_VERSION"]
 
 LOG = logging.getLogger("loader.dataset")
 INDEX_VERSION = 1
@@ -251,19 +252,58 @@ def _probe_all(args: list[tuple], workers: int | None, split: str = "") -> list:
                                 chunksize=max(64, min(1024, len(args) // (workers * 8))), progress=bar).results
 
 
-def _cache_key(src: Source, source, num_cls, single_cls) -> str:
+def _cache_key(src: Source, source, num_cls, single_cls, count) -> str:
     where = src.data.get("yaml_file") or (
         [os.path.abspath(s) for s in source] if isinstance(source, (list, tuple)) else os.path.abspath(source))
-    return json.dumps({"v": INDEX_VERSION, "source": where, "split": src.split, "nc": num_cls, "single": single_cls},
-                      sort_keys=True)
+    return json.dumps({"v": INDEX_VERSION, "source": where, "split": src.split, "nc": num_cls, "single": single_cls,
+                       "count": count}, sort_keys=True)
+
+
+def fraction_count(fraction: float | int, n: int) -> int:
+    """How many of ``n`` candidate files a ``fraction`` keeps, as Ultralytics' ``get_img_files``: an ``int`` is a
+    count, a ``float`` a ratio (``max(1, round(n * fraction))``); the first ones of the sorted list are kept."""
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float, np.integer, np.floating)):
+        raise ValueError(f"fraction must be a ratio (float) or an image count (int), got {fraction!r}")
+    if isinstance(fraction, (int, np.integer)):
+        if fraction < 1:
+            raise ValueError(f"fraction as an image count must be >= 1, got {fraction}")
+        return min(int(fraction), n)
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction as a ratio must be in (0, 1], got {fraction}")
+    return min(n, max(1, round(n * float(fraction))))
+
+
+def select_labels(index: "DatasetIndex", classes=None, single_cls: bool = False) -> "DatasetIndex":
+    """Ultralytics' ``update_labels``: keep the label rows whose class is in ``classes`` (images left without any
+    stay, as backgrounds), then every class 0 under ``single_cls``. A new index; the images are the same."""
+    if classes is None and not single_cls:
+        return index
+    cls, boxes, off = index.cls, index.boxes, index.label_offsets
+    if classes is not None:
+        wanted = np.asarray(list(classes) if not np.isscalar(classes) else [classes], np.float32).reshape(-1)
+        keep = np.isin(cls, wanted)
+        owner = np.repeat(np.arange(len(index)), np.diff(off))
+        counts = np.bincount(owner[keep], minlength=len(index))
+        off = np.zeros(len(index) + 1, np.int64)
+        np.cumsum(counts, out=off[1:])
+        cls, boxes = cls[keep], boxes[keep]
+    if single_cls:
+        cls = np.zeros_like(cls)
+    out = copy.copy(index)
+    out.cls, out.boxes, out.label_offsets = cls, boxes, off
+    return out
 
 
 def build_index(source, split: str = "train", *, names=None, cache: bool | str | os.PathLike = True,
-                single_cls: bool = False, workers: int | None = None, verbose: bool = True) -> DatasetIndex:
+                single_cls: bool = False, classes=None, fraction: float | int = 1.0, workers: int | None = None,
+                verbose: bool = True) -> DatasetIndex:
     """Index one split of ``source`` (data.yaml, image folder, .txt list, or list of image paths).
 
     ``cache``: True (default folder, see ``default_cache_dir``; env ``YOLO_LOADER_CACHE_DIR``),
     a file path, or False. ``workers``: processes for header checks (default: by size).
+    ``fraction``, ``classes``, ``single_cls``: Ultralytics' training arguments with its semantics: the first
+    ``fraction`` of the sorted candidates (a ratio, or an ``int`` count; before any file is checked, as stock),
+    the label rows of ``classes`` only, every class 0.
     """
     t0 = time.perf_counter()
     src = resolve_source(source, split, names)
@@ -272,9 +312,12 @@ def build_index(source, split: str = "train", *, names=None, cache: bool | str |
     if not im_files:
         raise DatasetError(f"no image files found in {source} ({split})"
                            + (f"; {len(src.ignored)} files with non-image extensions" if src.ignored else ""))
+    count = fraction_count(fraction, len(im_files))
+    if count < len(im_files):
+        im_files = im_files[:count]
     lb_files = [img2label_path(p) for p in im_files]
     stats = _stats(im_files, lb_files)
-    key = _cache_key(src, source, num_cls, single_cls)
+    key = _cache_key(src, source, num_cls, single_cls, count if count < len(src.im_files) else None)
     cache_file = None
     if cache:
         cache_file = Path(cache) if not isinstance(cache, bool) else \
@@ -313,10 +356,11 @@ def build_index(source, split: str = "train", *, names=None, cache: bool | str |
                 table.save(cache_file, key)
             except OSError as e:
                 LOG.warning("index cache %s not written (%s); the next start re-checks every file", cache_file, e)
-    index = _index_from_table(table, src, len(src.ignored))
+    index = select_labels(_index_from_table(table, src, len(src.ignored)), classes, single_cls)
     index.cache_file = str(cache_file) if cache_file else None
     index.build_info = {"seconds": time.perf_counter() - t0, "cache": state, "probed": n_probed,
-                        "candidates": len(im_files)}
+                        "candidates": len(im_files), "fraction": fraction, "classes": classes,
+                        "single_cls": single_cls}
     _report(index, verbose)
     if len(index) == 0:
         reasons = ", ".join(f"{n} {r}" for r, n in index.skip_counts().items())

@@ -42,6 +42,10 @@ class Hyp:
 
     # Values other than these are refused (not implemented by this loader).
     _REFUSED = {"cutmix": 0.0, "copy_paste": 0.0, "augmentations": None}
+    _WHY = {"cutmix": "CutMix's draws and cut boxes are not planned yet",
+            "copy_paste": "it pastes segment masks, and detection labels are indexed as boxes only",
+            "augmentations": "custom Albumentations transforms are arbitrary per-sample Python on numpy; the planned "
+                             "engines (plans as numbers, batched kernels, DALI graphs) cannot run them"}
     _PROBABILITIES = ("flipud", "fliplr", "bgr", "mosaic", "mixup", "cutmix", "copy_paste")
 
     @classmethod
@@ -63,8 +67,8 @@ class Hyp:
         for key, default in self._REFUSED.items():
             v = getattr(self, key)
             if (v is not None) if default is None else (v != default):
-                raise UnsupportedHyp(f"{key}={v!r} is not supported by this loader (only {key}={default!r}); "
-                                     f"use the stock Ultralytics loader for it")
+                raise UnsupportedHyp(f"{key}={v!r} is not supported by this loader (only {key}={default!r}): "
+                                     f"{self._WHY[key]}; use the stock Ultralytics loader for it")
         for key in self._PROBABILITIES:
             v = getattr(self, key)
             if not isinstance(v, (int, float)) or not 0.0 <= float(v) <= 1.0:

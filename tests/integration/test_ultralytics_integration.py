@@ -129,13 +129,13 @@ def trainer_dir(trained):
     return trained[1].save_dir
 
 
-@pytest.mark.parametrize("override,key", [({"cache": "memory"}, "cache"), ({"fraction": 0.5}, "fraction"),
-                                          ({"cutmix": 0.5}, "cutmix"), ({"copy_paste": 0.2}, "copy_paste"),
-                                          ({"rect": True}, "rect"), ({"single_cls": True}, "single_cls")])
-def test_unsupported_arguments_are_refused_by_name(train_set, tmp_path, override, key):
+@pytest.mark.parametrize("override,key,why", [
+    ({"cache": "memory"}, "cache", "use False"), ({"cutmix": 0.5}, "cutmix", "not planned"),
+    ({"copy_paste": 0.2}, "copy_paste", "segment masks"), ({"rect": True}, "rect", "square mosaic")])
+def test_unsupported_arguments_are_refused_by_name_and_why(train_set, tmp_path, override, key, why):
     from ultralytics import YOLO
 
-    with pytest.raises(UnsupportedHyp, match=key):
+    with pytest.raises(UnsupportedHyp, match=f"{key}.*{why}"):
         YOLO("yolo11n.yaml").train(data=str(train_set), imgsz=64, epochs=1, batch=4, device="cpu",
                                    project=str(tmp_path), name="x", trainer=FastDetectionTrainer, **override)
 

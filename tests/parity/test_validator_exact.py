@@ -93,8 +93,8 @@ def test_awkward_val_images_are_bitwise_the_stock_validators(awkward_set, tmp_pa
     assert _compare(stock, ours) == len(names) >= 12
 
 
-@pytest.mark.parametrize("imgsz", [320, 256])
-def test_the_trainers_val_loader_is_bitwise_the_stock_trainers(demo_set, copy_of, tmp_path, imgsz):
+@pytest.mark.parametrize("imgsz,extra", [(320, {}), (256, {}), (320, {"classes": [1]}), (320, {"single_cls": True})])
+def test_the_trainers_val_loader_is_bitwise_the_stock_trainers(demo_set, copy_of, tmp_path, imgsz, extra):
     """``trainer.get_dataloader(mode="val")`` is built apart from ``FastDetectionValidator`` (the loader that
     validates every epoch): the same bitwise comparison against the stock ``DetectionTrainer``'s."""
     from ultralytics.models.yolo.detect import DetectionTrainer
@@ -105,7 +105,7 @@ def test_the_trainers_val_loader_is_bitwise_the_stock_trainers(demo_set, copy_of
     batches = {}
     for name, cls in (("stock", DetectionTrainer), ("ours", FastDetectionTrainer)):
         t = cls(overrides=dict(model="yolo11n.yaml", data=str(data), imgsz=imgsz, device="cpu", workers=0,
-                               project=str(tmp_path), name=name, plots=False))
+                               project=str(tmp_path), name=name, plots=False, **extra))
         t.model = t.get_model(cfg="yolo11n.yaml", verbose=False)  # its stride sets the rect batches' multiple
         dl = t.get_dataloader(t.data["val"], batch_size=4, mode="val")
         try:

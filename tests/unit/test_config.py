@@ -33,6 +33,7 @@ def test_defaults_and_spellings():
     ({"hw_decoder_load": -0.1}, ValueError, "hw_decoder_load"), ({"dali_threads": 0}, ValueError, "dali_threads"),
     ({"pad": float("nan")}, ValueError, "pad"), ({"stride": 0}, ValueError, "stride"),
     ({"hyp": {"fliplr": 2.0}}, UnsupportedHyp, "fliplr"), ({"hyp": {"cutmix": 0.1}}, UnsupportedHyp, "cutmix"),
+    ({"hyp": {"augmentations": [print]}}, UnsupportedHyp, "augmentations.*arbitrary per-sample"),
     ({"threads": 4}, TypeError, "threads"),
 ])
 def test_bad_values_are_refused_by_name(kw, error, key):
