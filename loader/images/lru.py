@@ -53,7 +53,10 @@ class ImageCache:
             im.setflags(write=False)  # shared between threads and samples: never painted on
         with self._lock:
             del self._pending[key]
-            self._insert(key, im)
+            if key in self._items:  # replaced while it loaded (e.g. by its GPU upload): keep that one
+                im = self._items[key]
+            else:
+                self._insert(key, im)
         fut.set_result(im)
         return im
 

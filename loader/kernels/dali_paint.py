@@ -91,7 +91,7 @@ def canvas_feeds(canvases: PlanBatch, n: int, tile_slots: np.ndarray, grey: int)
     # end and fills each cell from the highest-index region open there; a region of size 0 never closes, so one
     # at (0, 0) would win every cell after it (grey over the tiles). At the output's far corner it opens nowhere
     # (dali/kernels/imgproc/paste/paste_gpu.h; tests/unit/kernels/test_paste_sweep.py models the sweep).
-    empty = (f["shapes"] == 0).any(-1)
+    empty = (f["shapes"] <= 0).any(-1)
     f["shapes"][empty] = 0
     f["out_anchors"] = np.where(empty[..., None], f["canvas"][:, None, :], f["out_anchors"])
     return f

@@ -135,20 +135,23 @@ def mix_blend(a: torch.Tensor, b: torch.Tensor, r) -> torch.Tensor:
 class ColourTables:
     """A batch's colour work on its device: jittered rows and their HSV tables, rows that keep BGR, mixup ratios.
 
-    ``rows`` / ``keep`` are host arrays (to cut chunks without asking the device); ``*_dev`` the same on the
-    device. ``chunk(lo, hi)`` gives ``colour`` its part of the batch without any host-device synchronisation."""
+    ``rows`` / ``keep`` are host arrays (to cut chunks without asking the device); the rest lives on the device.
+    ``chunk(lo, hi)`` gives ``colour`` its part of the batch without any host-device synchronisation."""
 
     rows: np.ndarray
     keep: np.ndarray
-    rows_dev: torch.Tensor
-    keep_dev: torch.Tensor
-    luts: torch.Tensor | None  # (len(rows), 256, 3) int64
+    rows_dev: torch.Tensor  # (m,) int64: the jittered rows
+    jit_pos: torch.Tensor  # (B,) int64: a row's position among the jittered rows, -1 if it has no jitter
+    keep_mask: torch.Tensor  # (B,) bool: rows that keep BGR
+    luts: torch.Tensor | None  # (m, 256, 3) int64
     mix: torch.Tensor | None  # (B,) float32: r where a sample has a mixup partner, else 1
 
     def chunk(self, lo: int, hi: int) -> tuple:
-        a, b = np.searchsorted(self.rows, [lo, hi])
+        a, b = (int(v) for v in np.searchsorted(self.rows, [lo, hi]))
         k0, k1 = np.searchsorted(self.keep, [lo, hi])
-        return (self.rows_dev[a:b] - lo, None if self.luts is None else self.luts[a:b], self.keep_dev[k0:k1] - lo)
+        jp = self.jit_pos[lo:hi]
+        return (self.rows_dev[a:b] - lo, None if self.luts is None else self.luts[a:b],
+                torch.where(jp >= 0, jp - a, jp), self.keep_mask[lo:hi], bool(k1 > k0), b - a == hi - lo)
 
 
 def colour_tables(hsv: np.ndarray | None, keep_bgr: np.ndarray, device, mix_r: np.ndarray | None = None
@@ -157,38 +160,47 @@ def colour_tables(hsv: np.ndarray | None, keep_bgr: np.ndarray, device, mix_r: n
     non-blocking copy (a pageable ``as_tensor(..., device=cuda)`` is a blocking copy plus a stream
     synchronisation, several per batch before this). ``hsv``: (n, 3) gains, NaN rows (or None) for no jitter;
     ``mix_r``: (n,) mixup ratios (1 where there is no partner)."""
-    jitter = np.zeros(len(keep_bgr), bool) if hsv is None else ~np.isnan(hsv[:, 0])
+    n = len(keep_bgr)
+    jitter = np.zeros(n, bool) if hsv is None else ~np.isnan(hsv[:, 0])
     rows = np.nonzero(jitter)[0].astype(np.int64)
-    keep = np.nonzero(np.asarray(keep_bgr, bool))[0].astype(np.int64)
+    keep_mask = np.asarray(keep_bgr, bool)
+    keep = np.nonzero(keep_mask)[0].astype(np.int64)
+    jit_pos = np.full(n, -1, np.int64)
+    jit_pos[rows] = np.arange(len(rows))
     luts = hsv_luts_batch(hsv[rows]).astype(np.int64) if len(rows) else np.zeros((0, 256, 3), np.int64)
     mix = np.zeros(0) if mix_r is None else np.asarray(mix_r, np.float64)
-    packed = np.concatenate([rows, keep, luts.ravel(), mix.view(np.int64)])
-    t = torch.from_numpy(packed)
+    parts = [rows, jit_pos, keep_mask.astype(np.int64), luts.ravel(), mix.view(np.int64)]
+    t = torch.from_numpy(np.concatenate(parts))
     dev = torch.device(device)
-    if dev.type == "cuda":
-        t = t.pin_memory().to(dev, non_blocking=True)
-    else:
-        t = t.to(dev)
-    n_r, n_k, n_l = len(rows), len(keep), luts.size
-    return ColourTables(rows, keep, t[:n_r], t[n_r:n_r + n_k],
-                        t[n_r + n_k:n_r + n_k + n_l].view(-1, 256, 3) if len(rows) else None,
-                        t[n_r + n_k + n_l:].view(torch.float64).to(torch.float32) if mix_r is not None else None)
+    t = t.pin_memory().to(dev, non_blocking=True) if dev.type == "cuda" else t.to(dev)
+    a = np.cumsum([0] + [len(p) for p in parts])
+    return ColourTables(rows, keep, t[a[0]:a[1]], t[a[1]:a[2]], t[a[2]:a[3]].to(torch.bool),
+                        t[a[3]:a[4]].view(-1, 256, 3) if len(rows) else None,
+                        t[a[4]:a[5]].view(torch.float64).to(torch.float32) if mix_r is not None else None)
 
 
-def colour(bgr: torch.Tensor, tables: tuple) -> torch.Tensor:
+def colour(bgr: torch.Tensor, chunk: tuple) -> torch.Tensor:
     """(n, H, W, 3) uint8 BGR -> HSV jitter (Ultralytics' LUTs, OpenCV's conversions) and channel order (RGB
-    unless a row keeps BGR), for the rows ``ColourTables.chunk`` describes (index tensors on ``bgr``'s device)."""
-    rows, luts, keep = tables
+    unless a row keeps BGR), for the rows ``ColourTables.chunk`` describes.
+
+    Selections are ``index_select`` and ``where``, never indexed assignment: under
+    ``torch.use_deterministic_algorithms`` (Ultralytics' default, ``deterministic=True``) CUDA ``index_put_``
+    reads its index bounds back to the host, two synchronisations per call."""
+    rows, luts, jit, keep, any_keep, all_jitter = chunk
     out = bgr.flip(-1)
     if len(rows):
-        sel = torch.as_tensor(rows, device=bgr.device)
-        hsv = bgr_to_hsv8(bgr[sel]).to(torch.int64)
+        hsv = bgr_to_hsv8(bgr if all_jitter else bgr.index_select(0, rows)).to(torch.int64)
         m, H, W, _ = hsv.shape
         hsv = torch.gather(luts, 1, hsv.reshape(m, H * W, 3)).reshape(m, H, W, 3).to(torch.uint8)
-        out[sel] = hsv8_to_rgb(hsv)
-    if len(keep):
-        k = torch.as_tensor(keep, device=bgr.device)
-        out[k] = out[k].flip(-1)
+        rgb = hsv8_to_rgb(hsv)
+        if all_jitter:
+            out = rgb
+        else:  # rows without jitter keep their plain RGB: one gather over [plain rows; jittered rows]
+            n = bgr.shape[0]
+            src = torch.where(jit >= 0, jit + n, torch.arange(n, device=bgr.device))
+            out = torch.cat([out, rgb]).index_select(0, src)
+    if any_keep:
+        out = torch.where(keep[:, None, None, None], out.flip(-1), out)
     return out
 
 

@@ -1,11 +1,9 @@
 """What only a GPU can see of the DALI engine (gpu_review_2.md findings 2-5), each measured where it happens:
-stream waits by CUDA events, host synchronisations by torch's sync debug mode, uploads by the engine's count,
-tile memory by torch's allocator statistics. Skipped without CUDA; ``benchmarks/gpu_check.sh`` runs them first.
+the stream current at each DLPack hand-over, host synchronisations by torch's sync debug mode, uploads by the
+engine's count, tile memory by torch's allocator statistics. Skipped without CUDA; ``benchmarks/gpu_check.sh`` runs them first.
 """
 
 from __future__ import annotations
-
-import time
 
 import numpy as np
 import pytest
@@ -30,56 +28,61 @@ def _jpegs(data_yaml, n):
     return [read_bytes(f) for f in files], sizes
 
 
-def test_decoded_tiles_do_not_make_the_callers_stream_wait(demo_set):
-    """Finding 2: the DLPack hand-over happens on the engine's stream. Measured: an event recorded on the
-    calling thread's (default) stream right after ``decode`` completes at once, while DALI's own work on the
-    tiles (their copies, queued on the engine stream) is still running; before the fix the default stream
-    waited for every tile of the run."""
+def test_decoded_tiles_are_handed_over_on_the_engine_stream(demo_set, monkeypatch):
+    """Finding 2: ``torch.from_dlpack`` makes torch's *current* stream wait for DALI's output (it passes that
+    stream to ``__dlpack__``), so the hand-over must run with the engine's stream current, not the painter
+    thread's default stream (which the trainer's work shares). Checked where it happens: the current stream at
+    every hand-over. (Timing cannot show it: DALI's outputs carry their own ready event, so before the fix the
+    default stream waited only for the decode itself.)"""
     from loader.kernels.dali_decode import DaliDecoder
 
-    blobs, sizes = _jpegs(demo_set, 48)
+    seen = []
+    real = torch.from_dlpack
+
+    def recording(x, *a, **kw):
+        seen.append(torch.cuda.current_stream().cuda_stream)
+        return real(x, *a, **kw)
+
+    monkeypatch.setattr(torch, "from_dlpack", recording)
+    blobs, sizes = _jpegs(demo_set, 8)
     engine = torch.cuda.Stream()
-    with DaliDecoder(max_batch=48, threads=4, device="gpu", to_torch=True) as dec:
-        dec.decode(blobs[:4], sizes[:4], engine)  # warm-up: nvJPEG and the allocator
-        torch.cuda.synchronize()
-        with torch.cuda.stream(engine):
-            torch.cuda._sleep(int(5e8))  # ~0.2-0.5 s of GPU time ahead of the engine stream's copies
-        t0 = time.perf_counter()
+    with DaliDecoder(max_batch=8, threads=2, device="gpu", to_torch=True) as dec:
         tiles = dec.decode(blobs, sizes, engine)
-        mine = torch.cuda.Event()
-        mine.record(torch.cuda.current_stream())
-        mine.synchronize()
-        t_mine = time.perf_counter() - t0
-        engine.synchronize()
-        t_engine = time.perf_counter() - t0
-    print(f"caller's stream free after {t_mine * 1e3:.1f} ms, engine stream after {t_engine * 1e3:.1f} ms")
-    assert len(tiles) == 48 and all(t.is_cuda for t in tiles)
-    assert t_engine > 0.05, "the engine stream's sleep did not hold its work back: nothing measured"
-    assert t_mine < 0.5 * t_engine, "the caller's stream waited for the tiles"
+    engine.synchronize()
+    assert len(tiles) == 8 and len(seen) == 8
+    assert set(seen) == {engine.cuda_stream}, "a hand-over ran on another stream than the engine's"
+    assert torch.cuda.default_stream().cuda_stream not in seen
 
 
 def test_painting_makes_no_host_synchronisation(demo_set):
-    """Finding 3: colour tables, mixup ratios and the canvas copies reach the GPU without blocking the host
-    (torch's sync debug mode raises on every synchronising call; before the fix ``as_tensor(..., device=cuda)``
-    of the colour rows did, ~4 times per batch)."""
+    """Finding 3: colour tables, mixup ratios and the canvas copies reach the GPU without blocking the host:
+    torch's sync debug mode raises on every synchronising call (before the fix ``as_tensor(..., device=cuda)``
+    of the colour rows did, ~4 times per batch), under deterministic algorithms as Ultralytics trains (there
+    CUDA ``index_put_`` reads its index bounds back: the colour step uses ``index_select`` / ``where``). The
+    engine is driven from this thread only (no prefetching painter threads while the mode is on)."""
     with DetectionLoader(demo_set, imgsz=S, batch_size=8, workers=2, seed=1, backend="dali", index_cache=False,
-                         hyp={"mixup": 0.5, "degrees": 5.0}) as dl:
-        next(iter(dl))  # warm-up: graphs built, tiles decoded, allocator primed
+                         hyp={"mixup": 0.5, "degrees": 5.0, "bgr": 0.3}) as dl:
+        engine = dl.engine
         order = dl.sampler.indices()
         batch = dl.planner.plan_batch(dl.epoch, np.arange(8), order)
+        assert batch.has_mix.any() and batch.hsv is not None
         out = torch.empty((8, S, S, 3), dtype=torch.uint8, device="cuda")
-        engine = dl.engine
+        engine.paint(batch, out)  # warm-up: graph built, tiles decoded, allocators primed
+        torch.cuda.synchronize()
         get = engine._getter(engine.prepare(batch))
         painter = engine.painter_for(batch)
-        with engine._on_stream():
-            res = painter.run(painter.feeds(batch, get), engine.stream)
-            torch.cuda.set_sync_debug_mode("error")
-            try:
-                painter.finish(batch, res, out)
-            finally:
-                torch.cuda.set_sync_debug_mode("default")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        try:
+            with engine._on_stream():
+                res = painter.run(painter.feeds(batch, get), engine.stream)
+                torch.cuda.set_sync_debug_mode("error")
+                try:
+                    painter.finish(batch, res, out)
+                finally:
+                    torch.cuda.set_sync_debug_mode("default")
+        finally:
+            torch.use_deterministic_algorithms(False)
         torch.cuda.synchronize()
-        assert batch.has_mix.any() and batch.hsv is not None
 
 
 def test_cached_tiles_are_uploaded_once(demo_set):

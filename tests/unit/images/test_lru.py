@@ -39,3 +39,18 @@ def test_replace_swaps_an_image_and_keeps_the_byte_count():
     cache.replace(2, np.zeros((10, 10, 3), np.uint8))  # new: 1200 > 1000, the least recent (1) goes
     assert cache.bytes == 900 and 1 not in cache and {0, 2} <= set(cache.take([0, 1, 2]))
     assert not cache.take([2])[2].flags.writeable
+
+
+def test_a_replace_during_a_load_wins_and_is_counted_once():
+    """A GPU upload that lands while another thread still loads the same image: the upload stays, bytes once."""
+    from loader.images import ImageCache
+
+    cache = ImageCache(10_000)
+    up = torch.zeros((10, 10, 6), dtype=torch.uint8)  # 600 bytes
+
+    def load():
+        cache.replace(3, up)  # lands before the load finishes
+        return np.zeros((10, 10, 3), np.uint8)
+
+    got = cache.get(3, load)
+    assert got is up and cache.bytes == 600 and len(cache) == 1

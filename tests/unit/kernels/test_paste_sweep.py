@@ -36,6 +36,7 @@ def gpu_sweep(out_hw, anchors, shapes) -> np.ndarray:
 
     ``anchors``, ``shapes``: (P, 2) (y, x) and (h, w) of the pastes, in paste order."""
     H, W = int(out_hw[0]), int(out_hw[1])
+    assert (anchors >= 0).all(), "DALI's validation refuses negative anchors (and the crop below assumes it)"
     ys = sorted({0, H, *(int(a) for a in anchors[:, 0]), *(int(a + s) for a, s in zip(anchors[:, 0], shapes[:, 0]))})
     xs = sorted({0, W, *(int(a) for a in anchors[:, 1]), *(int(a + s) for a, s in zip(anchors[:, 1], shapes[:, 1]))})
     yi, xi = {v: k for k, v in enumerate(ys)}, {v: k for k, v in enumerate(xs)}
