@@ -140,13 +140,13 @@ class DetectionLoader(Closing):
         self.engine.set_batch_size(cfg.batch_size)
 
     def close_mosaic(self) -> None:
-        """Turn off mosaic/mixup from the next planned batch on (and drop prefetched batches)."""
+        """Turn off mosaic, mixup and CutMix from the next planned batch on (and drop prefetched batches)."""
         self.planner.close_mosaic()
         self.reset()
 
     @property
     def mosaic_closed(self) -> bool:
-        return self.hyp.mosaic == 0.0 and self.hyp.mixup == 0.0
+        return self.hyp.mosaic == 0.0 and self.hyp.mixup == 0.0 and self.hyp.cutmix == 0.0
 
     def reset(self) -> None:
         """Drop prefetched batches; the next ``iter()`` re-plans from the sampler's position."""

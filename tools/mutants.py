@@ -63,6 +63,13 @@ MUTANTS = {
                           "tests/parity/test_parity_stock_loader.py tests/engine/test_loader.py"),
     "ratio-pad-dropped": ("loader/batch.py", "ratio_pad = tuple(((a, b), (int(c), int(d)))",
                           "ratio_pad = tuple(((a, b), (0, 0))", "tests/parity/test_validator_exact.py"),
+    # CutMix
+    "cutmix-partner-ioa-0.5": ("loader/plan/planner.py", "[:, 0] >= 0.1)", "[:, 0] >= 0.5)",
+                               "tests/parity/test_parity_ultralytics.py tests/parity/test_draws.py"),
+    "cutmix-area-may-touch-boxes": ("loader/plan/planner.py", "free = touched <= 0", "free = touched <= 0.3",
+                                    "tests/parity/test_parity_ultralytics.py tests/parity/test_draws.py"),
+    "cutmix-area-not-flipped": ("loader/plan/planner.py", "cut_area[lr] = np.stack(", "cut_area[lr[:0]] = np.stack(",
+                                "tests/parity/test_parity_ultralytics.py"),
     # resume
     "resume-keeps-constructor-seed": ("loader/loader.py", "        self.planner.seed = self.sampler.seed\n", "",
                                       "tests/engine/test_resume.py"),

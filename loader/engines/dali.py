@@ -71,7 +71,8 @@ class DaliEngine(Engine):
         self._lock = threading.Lock()
         self._decode_lock = threading.Lock()  # one decoder run (and the choice of what it decodes) at a time
         self.decoder = self._readers = None
-        self._perspective_logged = self._buffer_logged = False
+        self._perspective_logged = self._buffer_logged = self._cutmix_logged = False
+        self.cutmix_repainted = 0  # samples the graph painted without their CutMix area, then the per-image painter
         ix = source.index
         self._dali_can = (ix.formats == 1) & np.isin(ix.orientation, (0, 1))  # JPEGs without EXIF rotation
         if source.store is None:  # a RAM / disk cache holds the tiles otherwise
@@ -239,6 +240,13 @@ class DaliEngine(Engine):
             res = painter.run(feeds, self.stream)  # times its own "feed" (hand-over) and "graph" (DALI's run)
             with self.times("finish"):
                 painter.finish(batch, res, out)
+            cut = np.nonzero(batch.has_cut)[0]
+            if len(cut):  # the graph has no CutMix step yet: those samples again, by the per-image painter
+                self._log_cutmix_once()
+                with self.times("cutmix"):
+                    for j in cut.tolist():
+                        self._paint_one(batch.plan(j), out[j], get)
+                self.cutmix_repainted += len(cut)
 
     def _paint_one(self, plan, out, get) -> None:
         if self.device == "cuda":  # tiles on the GPU: the torch painter
@@ -270,12 +278,11 @@ class DaliEngine(Engine):
                         tiles[i] = src.get(i)
                     except OSError:
                         pass
-            bad = src.unreadable_mask[batch.tile_index]
-            if batch.mix is not None:
-                bad_mix = src.unreadable_mask[batch.mix.tile_index]
-            samples = set(np.repeat(np.arange(len(batch)), np.diff(batch.tile_off))[bad].tolist())
-            if batch.mix is not None:
-                samples |= set(np.repeat(np.arange(len(batch)), np.diff(batch.mix.tile_off))[bad_mix].tolist())
+            samples = set()
+            for canvases in (batch, batch.mix, batch.cut):  # its own tiles, its mixup and CutMix partners'
+                if canvases is not None:
+                    bad = src.unreadable_mask[canvases.tile_index]
+                    samples |= set(np.repeat(np.arange(len(batch)), np.diff(canvases.tile_off))[bad].tolist())
             for j in sorted(samples):
                 work.attempt(j, self._readable)
         final = work.final()
@@ -313,6 +320,13 @@ class DaliEngine(Engine):
             return torch.empty(shape, dtype=torch.uint8, device=torch.device("cuda", self.device_id))
 
     # ------------------------------------------------------------------ reporting
+    def _log_cutmix_once(self) -> None:
+        if not self._cutmix_logged:
+            self._cutmix_logged = True
+            LOG.warning("cutmix > 0: the DALI graph has no CutMix step yet; samples with a CutMix partner are painted "
+                        "again by the %s painter (counted in stats()['cutmix_repainted'])",
+                        "torch (GPU)" if self.device == "cuda" else "OpenCV")
+
     def _log_perspective_once(self) -> None:
         if not self._perspective_logged:
             self._perspective_logged = True
@@ -332,7 +346,7 @@ class DaliEngine(Engine):
 
     def stats(self) -> dict:
         return {"dali_fallbacks": self.fallbacks, "dali_decoded": self.decoded, "dali_builds": self.builds,
-                "tile_uploads": self.uploads,
+                "tile_uploads": self.uploads, "cutmix_repainted": self.cutmix_repainted,
                 "tile_buffer": {"device": self.device, "bytes": self.source.stats()["bytes"]},
                 "stage_seconds": {k: v["s"] for k, v in self.times.snapshot().items()}}
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -262,7 +262,10 @@ class DaliPainter(Closing):
             cpu = res.as_cpu() if self.cfg.device == "gpu" else res
             for j in range(B):
                 out[j] = np.asarray(cpu[j])
-                finish(batch.plan(j), out[j], np.asarray(cpu[B + j]) if batch.has_mix[j] else None)
+                plan = batch.plan(j)
+                if plan.cut is not None:  # no CutMix step in the graph: the engine paints such samples again
+                    plan = replace(plan, cut=None, cut_area=None, cut_boxes=0)
+                finish(plan, out[j], np.asarray(cpu[B + j]) if batch.has_mix[j] else None)
             return
         from .torch_paint import colour, colour_tables, mix_blend
 

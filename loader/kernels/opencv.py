@@ -182,18 +182,21 @@ def paint(plan: Plan, load, out: np.ndarray) -> None:
         _letterbox(plan, load(plan.tiles[0].index), out)
         return
     box = paint_geometry(plan, load, out)
-    if plan.mix is None and box is not None:
+    if plan.mix is None and plan.cut is None and box is not None:
         lut = None if plan.hsv is None else hsv_luts_batch(plan.hsv)
         Y0, Y1, X0, X1 = box
         if Y1 > Y0 and X1 > X0:
             apply_hsv(out[Y0:Y1, X0:X1], plan.hsv, not plan.keep_bgr, lut)
         _fill_uncovered(out, [box], _final_fill(plan, lut))
         return
-    other = None
+    other = cut = None
     if plan.mix is not None:
         other = _buffer("partner", out.shape)
         paint_geometry(plan.mix, load, other)
-    finish(plan, out, other)
+    if plan.cut is not None:
+        cut = _buffer("cut", out.shape)
+        paint_geometry(plan.cut, load, cut)
+    finish(plan, out, other, cut)
 
 
 def _letterbox(plan: Plan, im: np.ndarray, out: np.ndarray) -> None:
@@ -207,10 +210,13 @@ def _letterbox(plan: Plan, im: np.ndarray, out: np.ndarray) -> None:
     finish(plan, out)
 
 
-def finish(plan: Plan, out: np.ndarray, other: np.ndarray | None = None) -> None:
-    """After the geometry (BGR in ``out``, the mixup partner's in ``other``): Ultralytics' mixup blend, HSV and
-    the channel order, in place."""
+def finish(plan: Plan, out: np.ndarray, other: np.ndarray | None = None, cut: np.ndarray | None = None) -> None:
+    """After the geometry (BGR in ``out``, the mixup partner's in ``other``, the CutMix partner's in ``cut``):
+    Ultralytics' mixup blend, CutMix's pasted area, HSV and the channel order, in place (Ultralytics' order)."""
     if plan.mix is not None:
         r = plan.mix_r
         out[...] = (out * r + other * (1 - r)).astype(np.uint8)
+    if plan.cut is not None:
+        x1, y1, x2, y2 = plan.cut_area
+        out[y1:y2, x1:x2] = cut[y1:y2, x1:x2]
     apply_hsv(out, plan.hsv, to_rgb=not plan.keep_bgr)

@@ -210,5 +210,9 @@ def paint_torch(plan: Plan, load, device="cpu") -> torch.Tensor:
     if plan.mix is not None:
         other = torch.floor(_geometry(plan.mix, load, device) + 0.5).clamp(0, 255).to(torch.uint8)
         img = mix_blend(img, other, plan.mix_r)
+    if plan.cut is not None:
+        x1, y1, x2, y2 = plan.cut_area
+        cut = torch.floor(_geometry(plan.cut, load, device) + 0.5).clamp(0, 255).to(torch.uint8)
+        img[y1:y2, x1:x2] = cut[y1:y2, x1:x2]
     hsv = None if plan.hsv is None else plan.hsv[None]
     return colour(img[None], colour_tables(hsv, np.array([plan.keep_bgr]), img.device).chunk(0, 1))[0]

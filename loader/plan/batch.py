@@ -45,7 +45,10 @@ class PlanBatch:
     scale: np.ndarray | None = None  # (B,) float64
     mix: PlanBatch | None = None  # (B rows) the mixup partners' canvases; rows without tiles: no mixup
     mix_r: np.ndarray | None = None  # (B,) float64
-    mix_boxes: np.ndarray | None = None  # (B,) int64: the last mix_boxes[j] boxes of sample j are the partner's
+    mix_boxes: np.ndarray | None = None  # (B,) int64: sample j's boxes before its CutMix ones end with these
+    cut: PlanBatch | None = None  # (B rows) the CutMix partners' canvases; rows without tiles: no CutMix
+    cut_area: np.ndarray | None = None  # (B, 4) int64: x1, y1, x2, y2 in output pixels (flips applied)
+    cut_boxes: np.ndarray | None = None  # (B,) int64: the last cut_boxes[j] boxes of sample j are the partner's
     box_off: np.ndarray | None = None  # (B + 1,) int64
     cls: np.ndarray | None = None  # (N,) float32
     boxes: np.ndarray | None = None  # (N, 4) float32 normalized xywh
@@ -58,6 +61,7 @@ class PlanBatch:
         B = len(self.index)
         defaults = {"keep_bgr": np.zeros(B, bool), "mosaic": np.zeros(B, bool), "flips": np.zeros((B, 2), bool),
                     "scale": np.ones(B), "mix_r": np.zeros(B), "mix_boxes": np.zeros(B, np.int64),
+                    "cut_area": np.zeros((B, 4), np.int64), "cut_boxes": np.zeros(B, np.int64),
                     "box_off": np.zeros(B + 1, np.int64), "cls": np.zeros(0, np.float32),
                     "boxes": np.zeros((0, 4), np.float32), "ori_shape": np.zeros((B, 2), np.int64),
                     "ratio": np.ones((B, 2))}
@@ -79,9 +83,17 @@ class PlanBatch:
             return np.zeros(len(self), bool)
         return np.diff(self.mix.tile_off) > 0
 
+    @property
+    def has_cut(self) -> np.ndarray:
+        """(B,) bool: samples with a CutMix partner."""
+        if self.cut is None:
+            return np.zeros(len(self), bool)
+        return np.diff(self.cut.tile_off) > 0
+
     def indices(self) -> np.ndarray:
-        """Every dataset image the batch reads (tiles, mixup partners' tiles), with repeats."""
-        return self.tile_index if self.mix is None else np.concatenate([self.tile_index, self.mix.tile_index])
+        """Every dataset image the batch reads (tiles, mixup and CutMix partners' tiles), with repeats."""
+        parts = [self.tile_index] + [p.tile_index for p in (self.mix, self.cut) if p is not None]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     # ------------------------------------------------------------------ per-sample views
     def _canvas(self, j: int, out_hw=None, **extra) -> Plan:
@@ -96,6 +108,7 @@ class PlanBatch:
     def plan(self, j: int) -> Plan:
         """Sample ``j`` as a ``Plan`` (for kernels that paint one image at a time)."""
         mix = self.mix._canvas(j, self.out_hw) if self.has_mix[j] else None
+        cut = self.cut._canvas(j, self.out_hw) if self.has_cut[j] else None
         a, b = self.box_off[j], self.box_off[j + 1]
         if self.pad is not None:
             ratio_pad = ((float(self.ratio[j, 0]), float(self.ratio[j, 1])), (int(self.pad[j, 0]), int(self.pad[j, 1])))
@@ -104,7 +117,9 @@ class PlanBatch:
         return self._canvas(
             j, hsv=None if self.hsv is None or np.isnan(self.hsv[j, 0]) else self.hsv[j],
             keep_bgr=bool(self.keep_bgr[j]), mix=mix,
-            mix_r=float(self.mix_r[j]), mix_boxes=int(self.mix_boxes[j]), cls=self.cls[a:b], boxes=self.boxes[a:b],
+            mix_r=float(self.mix_r[j]), mix_boxes=int(self.mix_boxes[j]), cut=cut,
+            cut_area=tuple(int(v) for v in self.cut_area[j]) if cut is not None else None,
+            cut_boxes=int(self.cut_boxes[j]), cls=self.cls[a:b], boxes=self.boxes[a:b],
             ori_shape=(int(self.ori_shape[j, 0]), int(self.ori_shape[j, 1])), resized_shape=self.out_hw,
             ratio_pad=ratio_pad, flips=(bool(self.flips[j, 0]), bool(self.flips[j, 1])),
             letterbox=None if self.letterbox is None else tuple(int(v) for v in self.letterbox[j]))
@@ -145,6 +160,7 @@ class PlanBatch:
             raise ValueError("a batch needs one or more plans of one output size")
         out_hw = plans[0].out_hw
         mix = cls._canvases([p.mix for p in plans], out_hw) if any(p.mix is not None for p in plans) else None
+        cut = cls._canvases([p.cut for p in plans], out_hw) if any(p.cut is not None for p in plans) else None
         hsv = None
         if any(p.hsv is not None for p in plans):
             hsv = np.array([p.hsv if p.hsv is not None else np.full(3, np.nan) for p in plans], np.float64)
@@ -154,6 +170,8 @@ class PlanBatch:
             cls._canvases(plans, out_hw), hsv=hsv, keep_bgr=np.array([p.keep_bgr for p in plans]),
             flips=np.array([p.flips for p in plans], bool).reshape(-1, 2), mix=mix,
             mix_r=np.array([p.mix_r for p in plans], np.float64), mix_boxes=np.array([p.mix_boxes for p in plans]),
+            cut=cut, cut_area=np.array([p.cut_area or (0, 0, 0, 0) for p in plans], np.int64).reshape(-1, 4),
+            cut_boxes=np.array([p.cut_boxes for p in plans], np.int64),
             box_off=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
             cls=np.concatenate([p.cls for p in plans]).astype(np.float32),
             boxes=np.concatenate([p.boxes for p in plans]).astype(np.float32).reshape(-1, 4),

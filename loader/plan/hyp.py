@@ -41,9 +41,8 @@ class Hyp:
     augmentations: object = None
 
     # Values other than these are refused (not implemented by this loader).
-    _REFUSED = {"cutmix": 0.0, "copy_paste": 0.0, "augmentations": None}
-    _WHY = {"cutmix": "CutMix's draws and cut boxes are not planned yet",
-            "copy_paste": "it pastes segment masks, and detection labels are indexed as boxes only",
+    _REFUSED = {"copy_paste": 0.0, "augmentations": None}
+    _WHY = {"copy_paste": "it pastes segment masks, and detection labels are indexed as boxes only",
             "augmentations": "custom Albumentations transforms are arbitrary per-sample Python on numpy; the planned "
                              "engines (plans as numbers, batched kernels, DALI graphs) cannot run them"}
     _PROBABILITIES = ("flipud", "fliplr", "bgr", "mosaic", "mixup", "cutmix", "copy_paste")

@@ -42,7 +42,10 @@ class Plan:
     keep_bgr: bool = False
     mix: Plan | None = None
     mix_r: float = 0.0
-    mix_boxes: int = 0  # the last ``mix_boxes`` boxes belong to the mixup partner
+    mix_boxes: int = 0  # the boxes before the CutMix ones that belong to the mixup partner
+    cut: Plan | None = None  # CutMix: the partner's canvas (mosaic + affine of its own), painted like ``mix``
+    cut_area: tuple[int, int, int, int] | None = None  # CutMix: (x1, y1, x2, y2) output pixels from ``cut``, flips in
+    cut_boxes: int = 0  # the last ``cut_boxes`` boxes are the CutMix partner's, clipped to the area
     cls: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))  # normalized xywh
     ori_shape: tuple[int, int] = (0, 0)
@@ -68,6 +71,7 @@ class Plan:
         return not self.perspective and self.M[0, 1] == 0 and self.M[1, 0] == 0
 
     def indices(self) -> list[int]:
-        """Every dataset image this plan reads (tiles, then the mixup partner's)."""
+        """Every dataset image this plan reads (tiles, then the mixup partner's, then the CutMix partner's)."""
         out = [t.index for t in self.tiles]
-        return out + (self.mix.indices() if self.mix is not None else [])
+        out += self.mix.indices() if self.mix is not None else []
+        return out + (self.cut.indices() if self.cut is not None else [])

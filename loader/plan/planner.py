@@ -36,7 +36,8 @@ from .geometry import box_candidates, letterbox_batch, xywh2xyxy, xyxy2xywh
 from .hyp import Hyp
 from .plan import Plan, Tile
 
-__all__ = ["Tile", "Plan", "PlanBatch", "Planner", "load_size", "CHUNK", "N_DRAWS"]
+__all__ = ["Tile", "Plan", "PlanBatch", "Planner", "load_size", "CHUNK", "N_DRAWS", "N_CUT_DRAWS", "CUT_AREAS",
+           "CUT_AREA_DRAWS", "CUT_CHOICE_DRAW"]
 
 CHUNK = 512  # positions per generator
 # column layout of a sample's uniform draws
@@ -45,6 +46,13 @@ _MIX, _MIX_PARTNER, _MIX_MOSAIC, _MIX_PARTNERS, _MIX_CENTRE, _MIX_AFFINE = 14, 1
     slice(22, 30)
 _HSV, _FLIPUD, _FLIPLR, _BGR = slice(30, 33), 33, 34, 35
 N_DRAWS = 36
+# CutMix's draws come from a stream of their own (so plans without CutMix stay what they were): its coin, its
+# partner, the partner's mosaic coin, partners, centre and affine, then 3 candidate areas x (Beta(1, 1) ratio,
+# centre x, centre y) and the choice among the areas that touch no box.
+_CUT, _CUT_PARTNER, _CUT_MOSAIC, _CUT_PARTNERS, _CUT_CENTRE, _CUT_AFFINE = 0, 1, 2, slice(3, 6), slice(6, 8), \
+    slice(8, 16)
+CUT_AREA_DRAWS, CUT_CHOICE_DRAW = slice(16, 25), 25  # public: tests feed them to Ultralytics
+N_CUT_DRAWS, CUT_AREAS = 26, 3
 
 
 def load_size(h0: int, w0: int, imgsz: int) -> tuple[int, int]:
@@ -105,6 +113,17 @@ class Planner:
             rows = chunks == c
             u[rows], beta[rows] = cu[positions[rows] % CHUNK], cb[positions[rows] % CHUNK]
         return u, beta
+
+    def cut_draws(self, epoch: int, positions: np.ndarray) -> np.ndarray:
+        """(B, N_CUT_DRAWS) uniforms of CutMix for these epoch positions (same keying as ``draws``)."""
+        positions = np.asarray(positions, np.int64)
+        u = np.empty((len(positions), N_CUT_DRAWS))
+        chunks = positions // CHUNK
+        for c in np.unique(chunks):
+            rng = np.random.Generator(np.random.PCG64([self.seed & 0xFFFFFFFF, int(epoch), self.rank, int(c), 0xC07]))
+            rows = chunks == c
+            u[rows] = rng.random((CHUNK, N_CUT_DRAWS))[positions[rows] % CHUNK]
+        return u
 
     def _labels(self, images: np.ndarray):
         """(rows into the index's flat label arrays, owner of each row) for these images, in order."""
@@ -179,11 +198,13 @@ class Planner:
                 "cls": cls[keep], "xyxy": new[keep], "box_sample": sample[keep]}
 
     def _choose(self, positions: np.ndarray, order: np.ndarray, u: np.ndarray, exclude: frozenset,
-                prev: np.ndarray | None):
-        """(primary (B,), mosaic partners (B, 3), mixup partner (B,), its mosaic partners (B, 3)).
+                prev: np.ndarray | None, uc: np.ndarray | None = None):
+        """(primary (B,), mosaic partners (B, 3), mixup partner (B,), its mosaic partners (B, 3), CutMix partner (B,)
+        and its mosaic partners (B, 3); the last two None without CutMix draws ``uc``).
 
         The mosaic buffer of position p holds the L - 1 most recent primaries: this epoch's up to p, and, early
-        in an epoch, the end of the previous epoch's order (``prev``), as the stock buffer keeps them."""
+        in an epoch, the end of the previous epoch's order (``prev``), as the stock buffer keeps them. Mixup and
+        CutMix partners are any image of the data set (``random.randint`` in Ultralytics)."""
         L1 = max(1, self.buffer_len - 1)  # Ultralytics pops once the buffer reaches its max length
         start = np.maximum(0, positions - L1 + 1)
         own = positions + 1 - start
@@ -191,15 +212,18 @@ class Planner:
         n_buf = own + tail
         n = len(self.index)
         if not exclude:
-            def pick(cols):
-                k = (u[:, cols] * n_buf[:, None]).astype(np.int64)  # position in [previous tail, this epoch's]
+            def pick(vals):
+                k = (vals * n_buf[:, None]).astype(np.int64)  # position in [previous tail, this epoch's]
                 mine = order[np.minimum(start[:, None] + k - tail[:, None], len(order) - 1)]
                 if prev is None:
                     return mine
                 return np.where(k < tail[:, None], prev[np.maximum(len(prev) - tail[:, None] + k, 0) % len(prev)],
                                 mine)
 
-            return order[positions], pick(_PARTNERS), (u[:, _MIX_PARTNER] * n).astype(np.int64), pick(_MIX_PARTNERS)
+            cut = (None, None) if uc is None else ((uc[:, _CUT_PARTNER] * n).astype(np.int64),
+                                                   pick(uc[:, _CUT_PARTNERS]))
+            return (order[positions], pick(u[:, _PARTNERS]), (u[:, _MIX_PARTNER] * n).astype(np.int64),
+                    pick(u[:, _MIX_PARTNERS]), *cut)
         # a re-plan without unreadable images (one sample): the same draws choose among what is left
         (p,) = positions
         k = 0
@@ -213,15 +237,18 @@ class Planner:
         buffer = buffer[~np.isin(buffer, list(exclude))]
         if not len(buffer):
             buffer = np.array([order[(p + k) % len(order)]])
-        mix = int(u[0, _MIX_PARTNER] * n)
-        for j in range(n):
-            if (mix + j) % n not in exclude:
-                mix = (mix + j) % n
-                break
-        else:
+
+        def any_image(v: float) -> int:
+            first = int(v * n)
+            for j in range(n):
+                if (first + j) % n not in exclude:
+                    return (first + j) % n
             raise ValueError("every image of the data set is excluded")
-        pick = lambda cols: buffer[(u[:, cols] * len(buffer)).astype(np.int64)]  # noqa: E731
-        return np.array([order[(p + k) % len(order)]]), pick(_PARTNERS), np.array([mix]), pick(_MIX_PARTNERS)
+
+        pick = lambda vals: buffer[(vals * len(buffer)).astype(np.int64)]  # noqa: E731
+        cut = (None, None) if uc is None else (np.array([any_image(uc[0, _CUT_PARTNER])]), pick(uc[:, _CUT_PARTNERS]))
+        return (np.array([order[(p + k) % len(order)]]), pick(u[:, _PARTNERS]), np.array([any_image(u[0, _MIX_PARTNER])]),
+                pick(u[:, _MIX_PARTNERS]), *cut)
 
     def plan_batch(self, epoch: int, positions, order: np.ndarray, exclude: frozenset = frozenset(),
                    prev_order: np.ndarray | None = None) -> PlanBatch:
@@ -238,7 +265,9 @@ class Planner:
             raise ValueError("exclude is for re-planning one sample")
         B = len(positions)
         u, beta = self.draws(epoch, positions)
-        primary, partners, mix_primary, mix_partners = self._choose(positions, order, u, exclude, prev_order)
+        uc = self.cut_draws(epoch, positions) if hyp.cutmix > 0 else None
+        primary, partners, mix_primary, mix_partners, cut_primary, cut_partners = self._choose(
+            positions, order, u, exclude, prev_order, uc)
         main = self._canvases(primary, partners, (hyp.mosaic > 0) & (u[:, _MOSAIC] <= hyp.mosaic),
                               np.concatenate([u[:, _CENTRE], u[:, _AFFINE]], 1))
         on = (hyp.mixup > 0) & (u[:, _MIX] <= hyp.mixup)
@@ -251,10 +280,16 @@ class Planner:
                                np.concatenate([u[rows, _MIX_CENTRE], u[rows, _MIX_AFFINE]], 1))
             box_parts.append((rows[m["box_sample"]], m["cls"], m["xyxy"]))
             mix = _expand(m, rows, B)
+        else:
+            box_parts.append((np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros((0, 4), np.float32)))
+        cut, cut_area = None, np.zeros((B, 4), np.int64)
+        if uc is not None and (on_c := uc[:, _CUT] <= hyp.cutmix).any():
+            cut, cut_area, part_c = self._cutmix(np.nonzero(on_c)[0], cut_primary, cut_partners, uc, box_parts, B)
+            box_parts.append(part_c)
         sample = np.concatenate([p[0] for p in box_parts])
         part = np.concatenate([np.full(len(p[0]), k) for k, p in enumerate(box_parts)])
-        o = np.lexsort((part, sample))  # per sample: its own boxes, then its mixup partner's (stable)
-        sample, cls = sample[o], np.concatenate([p[1] for p in box_parts])[o]
+        o = np.lexsort((part, sample))  # per sample: its own boxes, its mixup partner's, its CutMix partner's
+        sample, part, cls = sample[o], part[o], np.concatenate([p[1] for p in box_parts])[o]
         xywh = xyxy2xywh(np.concatenate([p[2] for p in box_parts])[o])
         hsv = None
         if hyp.hsv_h or hyp.hsv_s or hyp.hsv_v:
@@ -270,17 +305,65 @@ class Planner:
         M = F @ main["M"].astype(np.float64)
         if mix is not None:
             mix = _with_matrix(mix, F @ mix.M)
+        if cut is not None:  # the area in output pixels, flipped as the image is: x in [x1, x2) -> [s - x2, s - x1)
+            cut = _with_matrix(cut, F @ cut.M)
+            cut_area[lr] = np.stack([s - cut_area[lr, 2], cut_area[lr, 1], s - cut_area[lr, 0], cut_area[lr, 3]], 1)
+            cut_area[ud] = np.stack([cut_area[ud, 0], s - cut_area[ud, 3], cut_area[ud, 2], s - cut_area[ud, 1]], 1)
         counts = np.bincount(sample, minlength=B)
-        mix_counts = np.bincount(sample[part == 1], minlength=B) if mix is not None else np.zeros(B, np.int64)
+        mix_counts = np.bincount(sample[part == 1], minlength=B)
+        cut_counts = np.bincount(sample[part == 2], minlength=B)
         shapes = self.index.shapes[primary].astype(np.int64)
         return PlanBatch(
             out_hw=(s, s), index=primary, canvas_hw=main["canvas_hw"], M=M, tile_off=main["tile_off"],
             tile_index=main["tile_index"], tile_hw=main["tile_hw"], tile_crop=main["tile_crop"],
             tile_at=main["tile_at"], perspective=main["perspective"], hsv=hsv, keep_bgr=u[:, _BGR] < hyp.bgr,
             mosaic=main["mosaic"], flips=np.stack([ud, lr], 1), scale=main["scale"], mix=mix,
-            mix_r=np.where(on, beta, 0.0), mix_boxes=mix_counts,
+            mix_r=np.where(on, beta, 0.0), mix_boxes=mix_counts, cut=cut, cut_area=cut_area, cut_boxes=cut_counts,
             box_off=np.concatenate([[0], np.cumsum(counts)]), cls=cls, boxes=xywh.astype(np.float32),
             ori_shape=shapes, ratio=self._load_hw[primary] / shapes)
+
+    def _cutmix(self, rows: np.ndarray, primary: np.ndarray, partners: np.ndarray, uc: np.ndarray, box_parts: list,
+                B: int):
+        """Ultralytics 8.4's ``CutMix`` for the samples ``rows`` whose coin came up: the partner's canvas (mosaic +
+        affine of its own), 3 candidate areas (``_rand_bbox``: Beta(1, 1) ratio, a centre), one of those that
+        touch none of the sample's boxes (its own and its mixup partner's; ``bbox_ioa`` sum 0), the partner's
+        boxes covering >= 0.1 of themselves inside it, clipped to it. A sample with no free area or no such box
+        is left as it is. Returns (the partners' canvases as a B-row batch or None, (B, 4) areas before flips,
+        (sample, cls, xyxy) of the boxes added)."""
+        s, hyp, R = self.imgsz, self.hyp, len(rows)
+        cm = self._canvases(primary[rows], partners[rows], (hyp.mosaic > 0) & (uc[rows, _CUT_MOSAIC] <= hyp.mosaic),
+                            np.concatenate([uc[rows, _CUT_CENTRE], uc[rows, _CUT_AFFINE]], 1))
+        a = uc[rows, CUT_AREA_DRAWS].reshape(R, CUT_AREAS, 3)  # (lam, cx, cy) per candidate
+        cut = (s * np.sqrt(1.0 - a[..., 0])).astype(np.int64) // 2  # int(width * sqrt(1 - lam)) // 2
+        cx, cy = (a[..., 1] * s).astype(np.int64), (a[..., 2] * s).astype(np.int64)  # np.random.randint(width)
+        areas = np.clip(np.stack([cx - cut, cy - cut, cx + cut, cy + cut], -1), 0, s).astype(np.float32)
+        pos = np.full(B, -1)
+        pos[rows] = np.arange(R)
+        b_sample = np.concatenate([p[0] for p in box_parts])
+        b_xyxy = np.concatenate([p[2] for p in box_parts]).astype(np.float32)
+        sel = pos[b_sample] >= 0
+        touched = np.zeros((R, CUT_AREAS), np.float32)
+        np.add.at(touched, pos[b_sample[sel]], _ioa(areas[pos[b_sample[sel]]], b_xyxy[sel][:, None, :]))
+        free = touched <= 0
+        n_free = free.sum(1)
+        k = (uc[rows, CUT_CHOICE_DRAW] * n_free).astype(np.int64)  # np.random.choice among the free areas, in order
+        which = np.argmax(np.cumsum(free, 1) > k[:, None], 1)
+        area = areas[np.arange(R), which]  # (R, 4); meaningless where n_free == 0
+        r2, pb = cm["box_sample"], cm["xyxy"].astype(np.float32)
+        keep = (n_free[r2] > 0) & (_ioa(area[r2][:, None, :], pb[:, None, :])[:, 0] >= 0.1)
+        applied = (n_free > 0) & (np.bincount(r2[keep], minlength=R) > 0)
+        keep &= applied[r2]
+        lo, hi = area[r2[keep]][:, :2], area[r2[keep]][:, 2:]
+        clipped = np.concatenate([np.clip(pb[keep][:, :2], lo, hi), np.clip(pb[keep][:, 2:], lo, hi)], 1)
+        added = (rows[r2[keep]], cm["cls"][keep], clipped)
+        done = rows[applied]
+        if not len(done):
+            return None, np.zeros((B, 4), np.int64), added
+        cut_area = np.zeros((B, 4), np.int64)
+        cut_area[done] = area[applied].astype(np.int32)
+        canv = self._canvases(primary[done], partners[done], (hyp.mosaic > 0) & (uc[done, _CUT_MOSAIC] <= hyp.mosaic),
+                              np.concatenate([uc[done, _CUT_CENTRE], uc[done, _CUT_AFFINE]], 1))
+        return _expand(canv, done, B), cut_area, added
 
     def train_plan(self, epoch: int, position: int, order: np.ndarray, exclude: frozenset = frozenset(),
                    prev_order: np.ndarray | None = None) -> Plan:
@@ -350,6 +433,13 @@ def _transform(boxes: np.ndarray, M: np.ndarray, perspective: bool) -> np.ndarra
     xy = xy @ M.transpose(0, 2, 1)
     xy = xy[:, :, :2] / xy[:, :, 2:3] if perspective else xy[:, :, :2]
     return np.concatenate([xy.min(1), xy.max(1)], 1).astype(boxes.dtype)
+
+
+def _ioa(box1: np.ndarray, box2: np.ndarray) -> np.ndarray:
+    """Ultralytics' ``bbox_ioa``, broadcast: the share of each ``box2`` (xyxy) inside ``box1``."""
+    iw = (np.minimum(box1[..., 2], box2[..., 2]) - np.maximum(box1[..., 0], box2[..., 0])).clip(0)
+    ih = (np.minimum(box1[..., 3], box2[..., 3]) - np.maximum(box1[..., 1], box2[..., 1])).clip(0)
+    return iw * ih / ((box2[..., 2] - box2[..., 0]) * (box2[..., 3] - box2[..., 1]) + np.float32(1e-7))
 
 
 def _expand(m: dict, rows: np.ndarray, B: int) -> PlanBatch:

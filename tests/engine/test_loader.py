@@ -241,7 +241,7 @@ def test_consumer_keeping_batches_never_sees_them_overwritten(demo_set):
 
 
 @pytest.mark.parametrize("kw,match", [
-    ({"hyp": {"cutmix": 0.5}}, "cutmix"),
+    ({"hyp": {"cutmix": 1.5}}, "cutmix"),
     ({"hyp": {"copy_paste": 0.1}}, "copy_paste"),
     ({"hyp": {"augmentations": ["Blur"]}}, "augmentations"),
     ({"hyp": {"fliplr": 1.5}}, "fliplr"),

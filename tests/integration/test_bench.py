@@ -96,6 +96,7 @@ def test_training_rows_and_their_ceiling(quick_run):
     """Real Ultralytics iterations with the stock loader, ours, and pre-made batches on the device (the ceiling)."""
     cwd, out = quick_run
     rows = {r["name"]: r for r in json.loads((cwd / "out.json").read_text())}
+    assert "it_s" in rows["train-synthetic"], ("the ceiling row has no result", rows["train-synthetic"])
     for name in ("train-stock", "train-cpu", "train-synthetic"):
         r = rows[name]
         assert "error" not in r, r

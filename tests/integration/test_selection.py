@@ -1,6 +1,6 @@
 """``fraction``, ``classes`` and ``single_cls`` with Ultralytics' semantics: the images and labels our trainer
-serves equal the stock trainer's datasets (train and val), and a short training runs with each through
-``FastDetectionTrainer``. (The val batches with ``classes`` / ``single_cls``, bitwise against the stock trainer's:
+serves equal the stock trainer's datasets (train and val), and a short training runs with each (and with
+``cutmix``) through ``FastDetectionTrainer``. (The val batches with ``classes`` / ``single_cls``, bitwise against the stock trainer's:
 ``tests/parity/test_validator_exact.py``.)"""
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ CASES = {
     "single_cls": dict(single_cls=True),
     "all-three": dict(fraction=0.75, classes=[1], single_cls=True),
 }
+TRAIN_ONLY = {"cutmix": dict(cutmix=0.5)}  # an augmentation: nothing to compare in the datasets
 
 
 @pytest.fixture(scope="module")
@@ -93,17 +94,20 @@ def test_select_labels_keeps_backgrounds_and_offsets(demo_set):
     assert (one.cls == 0).all() and np.array_equal(one.boxes, ix.boxes)
 
 
-@pytest.mark.parametrize("case", ["fraction-ratio", "classes", "single_cls"])
+@pytest.mark.parametrize("case", ["fraction-ratio", "classes", "single_cls", "cutmix"])
 def test_short_training_runs_with_each(sel_set, tmp_path, case):
     from ultralytics import YOLO
 
     model = YOLO("yolo11n.yaml")
     model.train(data=str(sel_set), imgsz=64, epochs=1, batch=4, device="cpu", plots=False, project=str(tmp_path),
-                name=case, trainer=FastDetectionTrainer, verbose=False, amp=False, workers=0, **CASES[case])
+                name=case, trainer=FastDetectionTrainer, verbose=False, amp=False, workers=0, close_mosaic=0,
+                **{**CASES, **TRAIN_ONLY}[case])
     dl = model.trainer.train_loader
-    if "fraction" in CASES[case]:
+    if "fraction" in {**CASES, **TRAIN_ONLY}[case]:
         assert len(dl.dataset) < 20
-    if CASES[case].get("single_cls"):
+    if case == "cutmix":
+        assert dl.loader.planner.hyp.cutmix == 0.5
+    if {**CASES, **TRAIN_ONLY}[case].get("single_cls"):
         assert model.trainer.data["nc"] == 1
     tl = model.trainer.tloss  # a dict of losses in newer Ultralytics, a tensor in older ones
     assert all(math.isfinite(float(v)) for v in (tl.values() if isinstance(tl, dict) else torch.as_tensor(tl).flatten()))

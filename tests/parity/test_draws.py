@@ -292,3 +292,41 @@ def test_batched_matrices_equal_ultralytics_for_the_same_uniforms(tiny_set, monk
             assert np.array_equal(b.M[r], M_ul.astype(np.float64)), r  # bitwise where nothing is folded in
         checked += 1
     assert checked == N_IMAGES and b.mosaic.any() and (~b.mosaic).any()
+
+
+def test_cutmix_boxes_match_ultralytics_end_to_end(tiny_set):
+    """CutMix (p 0.5, with mosaic and mixup 0.3): Ultralytics' training pipeline and the planner over 10,240 samples
+    each: the same distribution of boxes per image and of box widths, heights and areas (the coin, the areas, the
+    choice among free areas, the partner boxes kept and clipped, all at once). The exact rule on identical draws:
+    ``tests/parity/test_parity_ultralytics.py::test_cutmix_same_draws_same_boxes_and_pixels``."""
+    from ultralytics.cfg import get_cfg
+    from ultralytics.data import build_yolo_dataset
+    from ultralytics.data.utils import check_det_dataset
+
+    hyp = dict(cutmix=0.5, mixup=0.3)
+    data = check_det_dataset(str(tiny_set))
+    ds = build_yolo_dataset(get_cfg(overrides={"imgsz": S, **hyp}), data["train"], BATCH, data, mode="train",
+                            stride=32)
+    random.seed(1)
+    np.random.seed(1)
+    theirs_n, theirs_b = [], []
+    for j in range(SAMPLES):
+        out = ds[j % N_IMAGES]
+        theirs_n.append(len(out["cls"]))
+        theirs_b.append(out["bboxes"].numpy().reshape(-1, 4))
+    index = build_index(tiny_set, "train", verbose=False, cache=False)
+    planner = Planner(index, S, hyp, batch_size=BATCH, seed=1)
+    order = np.arange(N_IMAGES)
+    ours_n, ours_b, cut_on = [], [], 0
+    for e in range(-(-SAMPLES // N_IMAGES)):
+        n = min(N_IMAGES, SAMPLES - e * N_IMAGES)
+        b = planner.plan_batch(e, np.arange(n), order, prev_order=order if e else None)
+        ours_n += np.diff(b.box_off).tolist()
+        ours_b.append(b.boxes)
+        cut_on += int(b.has_cut.sum())
+    ours_b, theirs_b = np.concatenate(ours_b), np.concatenate(theirs_b)
+    assert 0.05 * SAMPLES < cut_on < 0.5 * SAMPLES, cut_on  # applied: the coin, then a free area with boxes
+    same_distribution(ours_n, theirs_n, "boxes per image")
+    same_distribution(ours_b[:, 2], theirs_b[:, 2], "box width")
+    same_distribution(ours_b[:, 3], theirs_b[:, 3], "box height")
+    same_distribution(ours_b[:, 2] * ours_b[:, 3], theirs_b[:, 2] * theirs_b[:, 3], "box area")

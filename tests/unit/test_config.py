@@ -32,7 +32,7 @@ def test_defaults_and_spellings():
     ({"world_size": 0}, ValueError, "world_size"), ({"max_bad_fraction": 1.5}, ValueError, "max_bad_fraction"),
     ({"hw_decoder_load": -0.1}, ValueError, "hw_decoder_load"), ({"dali_threads": 0}, ValueError, "dali_threads"),
     ({"pad": float("nan")}, ValueError, "pad"), ({"stride": 0}, ValueError, "stride"),
-    ({"hyp": {"fliplr": 2.0}}, UnsupportedHyp, "fliplr"), ({"hyp": {"cutmix": 0.1}}, UnsupportedHyp, "cutmix"),
+    ({"hyp": {"fliplr": 2.0}}, UnsupportedHyp, "fliplr"), ({"hyp": {"cutmix": 1.1}}, UnsupportedHyp, "cutmix"),
     ({"hyp": {"augmentations": [print]}}, UnsupportedHyp, "augmentations.*arbitrary per-sample"),
     ({"threads": 4}, TypeError, "threads"),
 ])
