@@ -247,8 +247,8 @@ class Planner:
 
         pick = lambda vals: buffer[(vals * len(buffer)).astype(np.int64)]  # noqa: E731
         cut = (None, None) if uc is None else (np.array([any_image(uc[0, _CUT_PARTNER])]), pick(uc[:, _CUT_PARTNERS]))
-        return (np.array([order[(p + k) % len(order)]]), pick(u[:, _PARTNERS]), np.array([any_image(u[0, _MIX_PARTNER])]),
-                pick(u[:, _MIX_PARTNERS]), *cut)
+        return (np.array([order[(p + k) % len(order)]]), pick(u[:, _PARTNERS]),
+                np.array([any_image(u[0, _MIX_PARTNER])]), pick(u[:, _MIX_PARTNERS]), *cut)
 
     def plan_batch(self, epoch: int, positions, order: np.ndarray, exclude: frozenset = frozenset(),
                    prev_order: np.ndarray | None = None) -> PlanBatch:

@@ -1,6 +1,7 @@
 """What only a GPU can see of the DALI engine (gpu_review_2.md findings 2-5), each measured where it happens:
 the stream current at each DLPack hand-over, host synchronisations by torch's sync debug mode, uploads by the
-engine's count, tile memory by torch's allocator statistics. Skipped without CUDA; ``benchmarks/gpu_check.sh`` runs them first.
+engine's count, tile memory by torch's allocator statistics. Skipped without CUDA; ``benchmarks/gpu_check.sh``
+runs them first.
 """
 
 from __future__ import annotations

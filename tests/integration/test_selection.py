@@ -1,7 +1,7 @@
 """``fraction``, ``classes`` and ``single_cls`` with Ultralytics' semantics: the images and labels our trainer
 serves equal the stock trainer's datasets (train and val), and a short training runs with each (and with
-``cutmix``) through ``FastDetectionTrainer``. (The val batches with ``classes`` / ``single_cls``, bitwise against the stock trainer's:
-``tests/parity/test_validator_exact.py``.)"""
+``cutmix``) through ``FastDetectionTrainer``. (The val batches with ``classes`` / ``single_cls``, bitwise
+against the stock trainer's: ``tests/parity/test_validator_exact.py``.)"""
 
 from __future__ import annotations
 
@@ -110,4 +110,5 @@ def test_short_training_runs_with_each(sel_set, tmp_path, case):
     if {**CASES, **TRAIN_ONLY}[case].get("single_cls"):
         assert model.trainer.data["nc"] == 1
     tl = model.trainer.tloss  # a dict of losses in newer Ultralytics, a tensor in older ones
-    assert all(math.isfinite(float(v)) for v in (tl.values() if isinstance(tl, dict) else torch.as_tensor(tl).flatten()))
+    losses = tl.values() if isinstance(tl, dict) else torch.as_tensor(tl).flatten()
+    assert all(math.isfinite(float(v)) for v in losses)
