@@ -29,8 +29,9 @@ Every contender runs in its own subprocess (``child.py``):
   ``cpu-auto-reduced``: the same with ``reduced_decode=True`` (what its default, Ultralytics' decode,
   costs in speed).
 * ``dali``: the DALI engine (flagged "CPU-only mode" without a GPU).
-* ``decode-only``: cv2.imdecode of the same JPEGs on every core, full size and DCT-reduced:
-  the ceiling of any loader without a pixel cache.
+* ``decode-only``: cv2.imdecode of the same JPEGs on every core, measured warm (one untimed pass, then 3 timed:
+  median and spread) with the engine's thread settings; also decode + resize to the load size and the
+  DCT-reduced decode: the ceiling of any loader without a pixel cache. Uncached rows report ``of_ceiling``.
 * ``--train``: ``train-stock``, ``train-cpu`` (``train-dali`` on a GPU) and ``train-synthetic``: real
   Ultralytics training iterations per second with each loader, and with pre-made batches already on the
   device (the ceiling for that model): ``train.py``.

@@ -52,6 +52,15 @@ def test_quick_bench_writes_json_png_and_a_table(quick_run):
         if "img_s" in r and r["name"] != "decode-only":
             assert r["img_s_min"] <= r["img_s"] <= r["img_s_max"] and r["rounds"] == 1, r
     assert (cwd / ".demo" / "quick" / "data.yaml").exists()
+    # the ceiling is measured warm (issue 23: a cold first pass read under half of it), with its own spread, and
+    # every uncached row is a fraction of it; cached rows are not (their regime has no decode)
+    ceil = next(r for r in rows if r["name"] == "decode-only")
+    assert ceil["warm"] and ceil["passes"] == 3 and ceil["img_s_min"] <= ceil["img_s"] <= ceil["img_s_max"]
+    assert ceil["img_s_decode_resize"] > 0 and ceil["threads"] >= 1
+    by = {r["name"]: r for r in rows}
+    assert by["cpu-auto"]["of_ceiling"] == pytest.approx(by["cpu-auto"]["img_s"] / ceil["img_s"])
+    assert not [r["name"] for r in rows if r.get("cache") and "of_ceiling" in r]
+    assert "Of the warm decode ceiling" in out
 
 
 def test_cached_rows_report_build_bytes_and_faults(quick_run):
