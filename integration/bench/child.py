@@ -14,7 +14,7 @@ from pathlib import Path
 
 from loader.memory import tree_cpu_seconds, tree_pss, tree_pss_file
 
-from .contenders import build, decode_only
+from .contenders import build, cached_ceiling, decode_only
 from .spec import RunSpec
 
 __all__ = ["TreeMeter", "measure", "child_main"]
@@ -56,6 +56,8 @@ def measure(spec: RunSpec) -> dict:
     """
     if spec.kind == "decode":
         return decode_only(spec)
+    if spec.kind == "cached-ceiling":
+        return cached_ceiling(spec)
     meter = TreeMeter()
     if spec.kind == "train":
         from .train import measure_training

@@ -113,6 +113,8 @@ def contenders(a) -> list[RunSpec]:
     # what fidelity costs: the DCT-reduced decode wherever it can (faster, not Ultralytics' images)
     out.append((RunSpec(kind="ours", name="cpu-auto-reduced", workers="auto", reduced_decode=True, **base), a.rounds))
     out.append((RunSpec(kind="dali", name="dali", workers=0, **base), a.heavy_rounds))
+    if a.cache:  # the cached regimes' own ceiling: no decode, the per-image work no painter can skip
+        out.append((RunSpec(kind="cached-ceiling", name="cached-ceiling", **base), a.heavy_rounds))
     for mode in a.cache or []:  # cached regimes: each side's first build is reported apart (build_s_first)
         out += _stock_and_ours(a, base, mode)
         out.append((RunSpec(kind="dali", name=f"dali-{mode}", workers=0, cache=mode, **base), a.heavy_rounds))

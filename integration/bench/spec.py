@@ -8,13 +8,14 @@ from dataclasses import asdict, dataclass, fields
 
 __all__ = ["RunSpec", "KINDS"]
 
-KINDS = ("decode", "stock", "ours", "dali", "train")
+KINDS = ("decode", "cached-ceiling", "stock", "ours", "dali", "train")
 
 
 @dataclass(frozen=True)
 class RunSpec:
     """``kind``: ``stock`` (Ultralytics' own loader), ``ours`` (the CPU engine), ``dali`` (the DALI engine) or
-    ``decode`` (plain JPEG decoding: the ceiling without a pixel cache). ``name``: the row's name.
+    ``decode`` (plain JPEG decoding: the ceiling without a pixel cache) or ``cached-ceiling`` (a held
+    training-size tile warped, jittered and written into a batch per image: the ceiling of a cached regime). ``name``: the row's name.
     ``workers``: worker processes (stock) or painter threads (ours; 0 or "auto": auto). ``forced``: stock
     with exactly ``workers`` processes (Ultralytics' InfiniteDataLoader), not capped at the core count.
     ``batches``: timed batches; ``warmup``: batches before timing (None: until buffers are full).
