@@ -91,7 +91,7 @@ def _workers(r: dict) -> str:
 def headline(table: list[dict], ours: str = "cpu-auto") -> list[str]:
     """Plain words under the table: ours vs the best stock configuration, and what stock's workers really ran."""
     rows = {r["name"]: r for r in table if "error" not in r}
-    out = _throughput_headline(rows, ours)
+    out = _throughput_headline(rows, ours) + _ceiling_lines(rows)
     train = [r for r in rows.values() if r.get("kind") == "train" and "fraction_of_synthetic" in r]
     if train:
         t = train[0]
@@ -99,6 +99,21 @@ def headline(table: list[dict], ours: str = "cpu-auto") -> list[str]:
         out.append(f"Training ({t['model']} on {t['device']}{size}): " + "; ".join(
             f"{r['name']} {r['it_s']:.2f} it/s = {r['fraction_of_synthetic']:.2f} of the synthetic ceiling"
             for r in train) + ".")
+    return out
+
+
+def _ceiling_lines(rows: dict[str, dict]) -> list[str]:
+    """Each regime's rows as fractions of its warm ceiling (decode-only: uncached; cached-ceiling: cached)."""
+    out = []
+    for name, cached, label in (("decode-only", False, "warm decode ceiling"), ("cached-ceiling", True,
+                                                                               "cached ceiling")):
+        c = rows.get(name)
+        part = [r for r in rows.values() if "of_ceiling" in r and bool(r.get("cache")) == cached]
+        if c is None or not part:
+            continue
+        extra = f"; decode + resize {c['img_s_decode_resize']:.1f}" if "img_s_decode_resize" in c else ""
+        out.append(f"Of the {label} ({c['img_s']:.1f} img/s, {c['img_s_min']:.1f}-{c['img_s_max']:.1f}{extra}): "
+                   + ", ".join(f"{r['name']} {r['of_ceiling']:.2f}" for r in part) + ".")
     return out
 
 
@@ -118,17 +133,6 @@ def _throughput_headline(rows: dict[str, dict], ours: str) -> list[str]:
            f"({s['img_s_min']:.1f}-{s['img_s_max']:.1f}): {o['img_s'] / s['img_s']:.2f}x, {verdict}.",
            f"CPU per image: {1000 * o['cpu_s_per_img']:.1f} ms vs {1000 * s['cpu_s_per_img']:.1f} ms; "
            f"peak RAM (PSS of the process tree): {o['pss_peak_gib']:.2f} vs {s['pss_peak_gib']:.2f} GiB."]
-    c = rows.get("decode-only")
-    if c is not None and "of_ceiling" in o:
-        out.append(f"Of the warm decode ceiling ({c['img_s']:.1f} img/s, {c['img_s_min']:.1f}-{c['img_s_max']:.1f}; "
-                   f"decode + resize {c.get('img_s_decode_resize', float('nan')):.1f}): "
-                   + ", ".join(f"{r['name']} {r['of_ceiling']:.2f}" for r in rows.values()
-                               if "of_ceiling" in r and not r.get("cache")) + ".")
-    cc = rows.get("cached-ceiling")
-    cached = [r for r in rows.values() if "of_ceiling" in r and r.get("cache")]
-    if cc is not None and cached:
-        out.append(f"Of the cached ceiling ({cc['img_s']:.1f} img/s, {cc['img_s_min']:.1f}-{cc['img_s_max']:.1f}): "
-                   + ", ".join(f"{r['name']} {r['of_ceiling']:.2f}" for r in cached) + ".")
     red = rows.get(f"{ours}-reduced")
     if red is not None and "img_s" in red:
         out.append(f"With reduced_decode=True (faster, but not Ultralytics' images): {red['img_s']:.1f} img/s "
