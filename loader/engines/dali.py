@@ -246,7 +246,8 @@ class DaliEngine(Engine):
                 with self.times("cutmix"):
                     for j in cut.tolist():
                         self._paint_one(batch.plan(j), out[j], get)
-                self.cutmix_repainted += len(cut)
+                with self._lock:  # painter threads paint batches at the same time
+                    self.cutmix_repainted += len(cut)
 
     def _paint_one(self, plan, out, get) -> None:
         if self.device == "cuda":  # tiles on the GPU: the torch painter
