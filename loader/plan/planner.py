@@ -361,9 +361,7 @@ class Planner:
             return None, np.zeros((B, 4), np.int64), added
         cut_area = np.zeros((B, 4), np.int64)
         cut_area[done] = area[applied].astype(np.int32)
-        canv = self._canvases(primary[done], partners[done], (hyp.mosaic > 0) & (uc[done, _CUT_MOSAIC] <= hyp.mosaic),
-                              np.concatenate([uc[done, _CUT_CENTRE], uc[done, _CUT_AFFINE]], 1))
-        return _expand(canv, done, B), cut_area, added
+        return _expand(_take_canvases(cm, applied), done, B), cut_area, added
 
     def train_plan(self, epoch: int, position: int, order: np.ndarray, exclude: frozenset = frozenset(),
                    prev_order: np.ndarray | None = None) -> Plan:
@@ -440,6 +438,17 @@ def _ioa(box1: np.ndarray, box2: np.ndarray) -> np.ndarray:
     iw = (np.minimum(box1[..., 2], box2[..., 2]) - np.maximum(box1[..., 0], box2[..., 0])).clip(0)
     ih = (np.minimum(box1[..., 3], box2[..., 3]) - np.maximum(box1[..., 1], box2[..., 1])).clip(0)
     return iw * ih / ((box2[..., 2] - box2[..., 0]) * (box2[..., 3] - box2[..., 1]) + np.float32(1e-7))
+
+
+def _take_canvases(m: dict, keep: np.ndarray) -> dict:
+    """The canvases of ``_canvases``' rows where ``keep`` is True (their tiles with them), for ``_expand``."""
+    off = m["tile_off"]
+    tiles = _ranges(off[:-1][keep], np.diff(off)[keep])
+    out = {k: m[k][keep] for k in ("index", "canvas_hw", "M", "scale", "mosaic")}
+    out.update({k: m[k][tiles] for k in ("tile_index", "tile_hw", "tile_crop", "tile_at")})
+    out["tile_off"] = np.concatenate([[0], np.cumsum(np.diff(off)[keep])])
+    out["perspective"] = m["perspective"]
+    return out
 
 
 def _expand(m: dict, rows: np.ndarray, B: int) -> PlanBatch:
