@@ -88,6 +88,17 @@ def build(spec: RunSpec) -> Contender:
     return _stock(spec) if spec.kind == "stock" else _ours(spec)
 
 
+def _warm_rates(one_pass, images: int, passes: int) -> list[float]:
+    """Images/s of ``passes`` timed runs of ``one_pass()`` after one untimed (warm-up) run, sorted."""
+    one_pass()
+    rates = []
+    for _ in range(passes):
+        t0 = time.perf_counter()
+        one_pass()
+        rates.append(images / (time.perf_counter() - t0))
+    return sorted(rates)
+
+
 def decode_only(spec: RunSpec, passes: int = 3) -> dict:
     """The ceiling of any loader without a pixel cache, measured warm: the data set's JPEGs (up to 400) decoded by
     one thread per core with the CPU engine's settings (``cv2.setNumThreads(1)``), after one untimed pass over
@@ -116,16 +127,8 @@ def decode_only(spec: RunSpec, passes: int = 3) -> dict:
         "decode_resize": lambda j: decode_resized(blobs[j], shapes[j], load_size(*shapes[j], spec.imgsz), jpeg[j]),
         "reduced_2": lambda j: cv2.imdecode(blobs[j], cv2.IMREAD_REDUCED_COLOR_2),
     }
-    out = {}
     with ThreadPoolExecutor(n) as ex:
-        for name, job in jobs.items():
-            list(ex.map(job, range(k)))  # the warm-up pass
-            rates = []
-            for _ in range(passes):
-                t0 = time.perf_counter()
-                list(ex.map(job, range(k)))
-                rates.append(k / (time.perf_counter() - t0))
-            out[name] = sorted(rates)
+        out = {name: _warm_rates(lambda job=job: list(ex.map(job, range(k))), k, passes) for name, job in jobs.items()}
     mid = passes // 2
     return {"name": spec.name, "img_s": out["full"][mid], "img_s_min": out["full"][0], "img_s_max": out["full"][-1],
             "img_s_decode_resize": out["decode_resize"][mid], "img_s_reduced": out["reduced_2"][mid], "threads": n,
@@ -175,13 +178,7 @@ def cached_ceiling(spec: RunSpec, passes: int = 3) -> dict:
         for j in range(slot, k, n):
             one(j, slot)
 
-    rates = []
     with ThreadPoolExecutor(n) as ex:
-        list(ex.map(chunk, range(n)))  # the warm-up pass
-        for _ in range(passes):
-            t0 = time.perf_counter()
-            list(ex.map(chunk, range(n)))
-            rates.append(k / (time.perf_counter() - t0))
-    rates.sort()
+        rates = _warm_rates(lambda: list(ex.map(chunk, range(n))), k, passes)
     return {"name": spec.name, "img_s": rates[passes // 2], "img_s_min": rates[0], "img_s_max": rates[-1],
             "threads": n, "images": k, "passes": passes, "warm": True}
