@@ -25,7 +25,7 @@ def _cmd_demo_data(a) -> int:
 
     t0 = time.perf_counter()
     y = make_demo_dataset(a.out, count=a.count, size=a.size, quality=a.quality, seed=a.seed, nasty=a.nasty,
-                          val_count=a.val_count, flat=a.flat)
+                          val_count=a.val_count, flat=a.flat, polygons=a.polygons)
     print(f"wrote {y} ({a.count} train images, {a.size[0]}x{a.size[1]}, q{a.quality}"
           f"{', with bad inputs' if a.nasty else ''}) in {time.perf_counter() - t0:.1f}s")
     return 0
@@ -64,6 +64,7 @@ def build_parser(extend=None, description: str = DESCRIPTION, epilog: str | None
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--nasty", action="store_true", help="add every kind of bad input the index must handle")
     d.add_argument("--flat", action="store_true", help="grey background, one unique colour per rectangle (debugging)")
+    d.add_argument("--polygons", action="store_true", help="label rows are the objects' outlines (polygons), not boxes")
     d.set_defaults(fn=_cmd_demo_data)
 
     i = sub.add_parser("index", help="check a data set: images, boxes, and every skipped file with its reason")

@@ -108,8 +108,12 @@ PALETTE = [(b, g, r) for b in range(0, 256, 51) for g in range(0, 256, 51) for r
            if max(b, g, r) - min(b, g, r) >= 102]
 
 
-def render_sample(seed: int, k: int, w: int = 1920, h: int = 1080, max_objects: int = 8, flat: bool = False):
+def render_sample(seed: int, k: int, w: int = 1920, h: int = 1080, max_objects: int = 8, flat: bool = False,
+                  polygons: bool = False):
     """Image ``k`` of a demo set: (BGR uint8 image, labels (n, 5) float64 [cls, xc, yc, bw, bh]).
+
+    ``polygons``: also each object's visible outline, a (k, 2) normalized xy polygon (``cv2.findContours`` of
+    its visible pixels, simplified to 1 px), returned third; the image is the same as without.
 
     ``flat``: grey background and solid rectangles only, object ``j`` of image ``k`` in colour
     ``PALETTE[(k * 8 + j) % len(PALETTE)]`` (unique within 20+ images): a set on which every
@@ -119,7 +123,7 @@ def render_sample(seed: int, k: int, w: int = 1920, h: int = 1080, max_objects: 
     img = np.full((h, w, 3), 60, np.uint8) if flat else np.ascontiguousarray(_background(rng, w, h))
     n = 0 if rng.random() < 0.06 else int(rng.integers(1, max_objects + 1))
     taken = np.zeros((h, w), bool)
-    labels = []
+    labels, outlines = [], []
     short = min(w, h)
     for _ in range(n):
         c = int(rng.integers(len(CLASSES)))
@@ -150,29 +154,52 @@ def render_sample(seed: int, k: int, w: int = 1920, h: int = 1080, max_objects: 
             px0, px1 = vx0 + xs.min(), vx0 + xs.max() + 1
             py0, py1 = vy0 + ys.min(), vy0 + ys.max() + 1
             labels.append([c, (px0 + px1) / 2 / w, (py0 + py1) / 2 / h, (px1 - px0) / w, (py1 - py0) / h])
+            if polygons:
+                outlines.append(_outline(sub, vx0, vy0, w, h))
             break
-    return img, np.array(labels, np.float64).reshape(-1, 5)
+    labels = np.array(labels, np.float64).reshape(-1, 5)
+    return (img, labels, outlines) if polygons else (img, labels)
+
+
+def _outline(mask: np.ndarray, x0: int, y0: int, w: int, h: int) -> np.ndarray:
+    """The largest outer contour of ``mask`` (placed at x0, y0), pixel edges as corners, normalized."""
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    c = cv2.approxPolyDP(max(contours, key=cv2.contourArea), 1.0, True).reshape(-1, 2).astype(np.float64)
+    if len(c) < 3:
+        ys, xs = np.nonzero(mask)
+        c = np.array([[xs.min(), ys.min()], [xs.max(), ys.min()], [xs.max(), ys.max()], [xs.min(), ys.max()]], float)
+    c = (c + [x0 + 0.5, y0 + 0.5]) / [w, h]
+    return np.clip(c, 0, 1)
 
 
 def _label_text(labels: np.ndarray) -> str:
     return "".join(f"{int(r[0])} {r[1]:.6f} {r[2]:.6f} {r[3]:.6f} {r[4]:.6f}\n" for r in labels)
 
 
+def _polygon_text(labels: np.ndarray, outlines: list[np.ndarray]) -> str:
+    return "".join(f"{int(r[0])} " + " ".join(f"{v:.6f}" for v in o.ravel()) + "\n" for r, o in zip(labels, outlines))
+
+
 def _write_one(job) -> None:
-    seed, k, w, h, quality, im_path, lb_path, flat = job
-    img, labels = render_sample(seed, k, w, h, flat=flat)
+    seed, k, w, h, quality, im_path, lb_path, flat, polygons = job
+    if polygons:
+        img, labels, outlines = render_sample(seed, k, w, h, flat=flat, polygons=True)
+        text = _polygon_text(labels, outlines)
+    else:
+        img, labels = render_sample(seed, k, w, h, flat=flat)
+        text = _label_text(labels)
     ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, quality])
     assert ok
     Path(im_path).write_bytes(buf.tobytes())
-    Path(lb_path).write_text(_label_text(labels))
+    Path(lb_path).write_text(text)
 
 
 def _write_split(out: Path, split: str, first: int, count: int, seed: int, w: int, h: int, quality: int,
-                 workers: int, flat: bool = False) -> None:
+                 workers: int, flat: bool = False, polygons: bool = False) -> None:
     (out / "images" / split).mkdir(parents=True, exist_ok=True)
     (out / "labels" / split).mkdir(parents=True, exist_ok=True)
     jobs = [(seed, k, w, h, quality, str(out / "images" / split / f"{k:06d}.jpg"),
-             str(out / "labels" / split / f"{k:06d}.txt"), flat) for k in range(first, first + count)]
+             str(out / "labels" / split / f"{k:06d}.txt"), flat, polygons) for k in range(first, first + count)]
     if workers > 1 and count >= 32:
         map_in_processes("loader.demo_data:_write_one", jobs, workers, chunksize=8)
     else:
@@ -249,8 +276,11 @@ def _write_nasty(out: Path, seed: int, w: int, h: int, quality: int) -> None:
 
 def make_demo_dataset(out, count: int = 64, size: tuple[int, int] = (1920, 1080), quality: int = 90,
                       seed: int = 0, nasty: bool = False, val_count: int | None = None,
-                      workers: int | None = None, flat: bool = False) -> Path:
+                      workers: int | None = None, flat: bool = False, polygons: bool = False) -> Path:
     """Write ``count`` train and ``val_count`` (default ``max(4, count // 8)``) val images; returns data.yaml.
+
+    ``polygons``: label rows are the objects' outlines (``class x1 y1 x2 y2 ...``, as COCO's segments ship
+    for Ultralytics) instead of boxes; the images are the same.
 
     Rewrites the set in place (existing files with the same names are replaced).
     """
@@ -260,9 +290,9 @@ def make_demo_dataset(out, count: int = 64, size: tuple[int, int] = (1920, 1080)
     out = Path(out)
     val_count = max(4, count // 8) if val_count is None else val_count
     workers = workers if workers is not None else min(os.cpu_count() or 1, 8)
-    _write_split(out, "train", 0, count, seed, w, h, quality, workers, flat)
+    _write_split(out, "train", 0, count, seed, w, h, quality, workers, flat, polygons)
     if val_count:
-        _write_split(out, "val", 1_000_000, val_count, seed, w, h, quality, workers, flat)
+        _write_split(out, "val", 1_000_000, val_count, seed, w, h, quality, workers, flat, polygons)
     train = "images/train"
     if nasty:
         _write_nasty(out, seed, w, h, quality)

@@ -5,7 +5,8 @@ keeps the result in a cache file keyed by each image's and label's size and mtim
 a start with nothing changed re-reads no image header; a changed, added or removed
 file is re-checked alone; a corrupt cache file is rebuilt. The index never holds a
 Python object per sample (see ``strings``); ``labels`` is a lazy, Ultralytics-shaped
-view for code that wants dicts.
+view for code that wants dicts. Polygon label rows keep their points (flat, ``seg_off`` per label row
+into ``seg_xy``): the planner warps them to take each box from the warped outline, as stock does.
 
 Bad input never raises mid-way: each skipped image is logged with its file name and
 reason and counted in ``summary()``. Building raises :class:`DatasetError` only when
@@ -27,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..flat import ranges
 from ..paths import cache_root
 from ..procpool import map_in_processes
 from ..progress import Progress
@@ -37,7 +39,7 @@ from .strings import StringTable
 __all__ = ["DatasetIndex", "build_index", "default_cache_dir", "fraction_count", "select_labels", "INDEX_VERSION"]
 
 LOG = logging.getLogger("loader.dataset")
-INDEX_VERSION = 1
+INDEX_VERSION = 2  # 2: polygon points kept
 LABEL_STATUS = ("ok", "missing", "empty")  # per kept image: its label file had rows / was absent / was empty
 _PARALLEL_MIN = 4000  # below this child processes cost more than they save (~0.3 s to start one)
 _MAX_LOGGED = 50  # skipped files named one by one in the log; all of them stay in index.rejected
@@ -69,8 +71,8 @@ class LabelsView(Sequence):
         ix = self._index
         cls, boxes = ix.labels_of(i)
         return {"im_file": ix.im_files[i], "shape": tuple(int(v) for v in ix.shapes[i]),
-                "cls": cls.reshape(-1, 1).copy(), "bboxes": boxes.copy(), "segments": [], "keypoints": None,
-                "normalized": True, "bbox_format": "xywh"}
+                "cls": cls.reshape(-1, 1).copy(), "bboxes": boxes.copy(), "segments": ix.polygons_of(i),
+                "keypoints": None, "normalized": True, "bbox_format": "xywh"}
 
 
 class DatasetIndex:
@@ -79,7 +81,7 @@ class DatasetIndex:
     def __init__(self, *, im_files: StringTable, shapes, orientation, formats, label_status, label_offsets, cls,
                  boxes, names: dict, data: dict, split: str, skipped: list[Skipped], notes: list[tuple[str, str]],
                  ignored: int, n_duplicates: int, cache_file: str | None = None, build_info: dict | None = None,
-                 stamps=None):
+                 stamps=None, seg_off=None, seg_xy=None):
         self.im_files = im_files
         self.shapes = np.asarray(shapes, np.int32).reshape(-1, 2)  # (h, w), EXIF orientation applied
         self.orientation = np.asarray(orientation, np.uint8)
@@ -88,6 +90,9 @@ class DatasetIndex:
         self.label_offsets = np.asarray(label_offsets, np.int64)
         self.cls = np.asarray(cls, np.float32).reshape(-1)
         self.boxes = np.asarray(boxes, np.float32).reshape(-1, 4)  # normalized xywh, as in the label files
+        # polygons: label row r's points are seg_xy[seg_off[r]:seg_off[r + 1]] (normalized xy; none for a box row)
+        self.seg_off = np.zeros(len(self.cls) + 1, np.int64) if seg_off is None else np.asarray(seg_off, np.int64)
+        self.seg_xy = np.zeros((0, 2), np.float32) if seg_xy is None else np.asarray(seg_xy, np.float32).reshape(-1, 2)
         self.names, self.data, self.split = names, data, split
         self.skipped, self.notes, self.ignored, self.n_duplicates = skipped, notes, ignored, n_duplicates
         self.cache_file, self.build_info = cache_file, build_info or {}
@@ -100,6 +105,18 @@ class DatasetIndex:
         """(cls (k,), boxes (k, 4)) of image ``i``: read-only views, no copy."""
         a, b = self.label_offsets[i], self.label_offsets[i + 1]
         return self.cls[a:b], self.boxes[a:b]
+
+    def polygons_of(self, i: int) -> list[np.ndarray]:
+        """Image ``i``'s polygons as Ultralytics' ``segments`` list ((k, 2) normalized xy each; [] for boxes)."""
+        a, b = self.label_offsets[i], self.label_offsets[i + 1]
+        if self.seg_off[b] == self.seg_off[a]:
+            return []
+        return [self.seg_xy[self.seg_off[r]:self.seg_off[r + 1]].copy() for r in range(a, b)]
+
+    @property
+    def has_polygons(self) -> bool:
+        """Every label row is a polygon (stock keeps polygons only then, see ``build_index``)."""
+        return len(self.seg_xy) > 0
 
     @property
     def stamps(self) -> np.ndarray:
@@ -132,6 +149,8 @@ class DatasetIndex:
         line += f", {len(self.skipped)} skipped"
         if counts:
             line += ": " + ", ".join(f"{n} {r}" for r, n in counts.items())
+        if self.has_polygons:
+            line += f"; polygons ({len(self.seg_xy)} points)"
         if self.n_duplicates:
             line += f"; {self.n_duplicates} duplicate label rows removed"
         if self.ignored:
@@ -140,7 +159,7 @@ class DatasetIndex:
 
     def nbytes(self) -> int:
         arrays = (self.im_files.blob, self.im_files.offsets, self.shapes, self.orientation, self.formats,
-                  self.label_status, self.label_offsets, self.cls, self.boxes)
+                  self.label_status, self.label_offsets, self.cls, self.boxes, self.seg_off, self.seg_xy)
         return int(sum(a.nbytes for a in arrays))
 
     def format_name(self, i: int) -> str:
@@ -169,7 +188,7 @@ class _Table:
     """Probe results for every candidate (kept or not): what the cache file stores."""
 
     FIELDS = ("stats", "reason", "shapes", "orientation", "formats", "label_status", "label_offsets", "cls", "boxes",
-              "dupes")
+              "dupes", "seg_counts", "seg_xy")
 
     def __init__(self, paths: StringTable, details: dict[int, str], **arrays):
         self.paths, self.details = paths, details
@@ -184,22 +203,33 @@ class _Table:
         orientation, formats, label_status = (np.zeros(n, np.uint8) for _ in range(3))
         dupes = np.zeros(n, np.int32)
         counts = np.zeros(n + 1, np.int64)
-        rows, details = [], {}
+        rows, details, seg_counts, seg_xy = [], {}, [], []
         for k, (res, why, note) in enumerate(results):
             if note:
                 details[k] = note
             if res is None:
                 reason[k] = REASONS.index(why)
                 continue
-            h, w, o, f, lb, st, d = res
+            h, w, o, f, lb, st, d, (pc, pxy) = res
             shapes[k] = h, w
             orientation[k], formats[k], label_status[k], dupes[k] = o, f, LABEL_STATUS.index(st), d
             counts[k + 1] = len(lb)
             rows.append(lb)
+            seg_counts.append(pc)
+            seg_xy.append(pxy)
         lb = np.concatenate(rows).astype(np.float32) if rows else np.zeros((0, 5), np.float32)
+        seg_counts = np.concatenate(seg_counts).astype(np.int32) if seg_counts else np.zeros(0, np.int32)
+        seg_xy = np.concatenate(seg_xy).astype(np.float32) if seg_xy else np.zeros((0, 2), np.float32)
         return cls(StringTable.from_list(paths), details, stats=stats, reason=reason, shapes=shapes,
                    orientation=orientation, formats=formats, label_status=label_status,
-                   label_offsets=np.cumsum(counts), cls=lb[:, 0].copy(), boxes=lb[:, 1:5].copy(), dupes=dupes)
+                   label_offsets=np.cumsum(counts), cls=lb[:, 0].copy(), boxes=lb[:, 1:5].copy(), dupes=dupes,
+                   seg_counts=seg_counts, seg_xy=seg_xy.reshape(-1, 2))
+
+    @property
+    def seg_off(self) -> np.ndarray:
+        out = np.zeros(len(self.seg_counts) + 1, np.int64)
+        np.cumsum(self.seg_counts, out=out[1:])
+        return out
 
     def result(self, k: int):
         """Candidate ``k`` back in ``probe_pair``'s result form (for incremental rebuilds)."""
@@ -209,8 +239,10 @@ class _Table:
         a, b = self.label_offsets[k], self.label_offsets[k + 1]
         lb = np.concatenate([self.cls[a:b, None], self.boxes[a:b]], 1)
         h, w = self.shapes[k]
+        off = self.seg_off
+        polygons = self.seg_counts[a:b].copy(), self.seg_xy[off[a]:off[b]]
         return ((int(h), int(w), int(self.orientation[k]), int(self.formats[k]), lb,
-                 LABEL_STATUS[self.label_status[k]], int(self.dupes[k])), None, note)
+                 LABEL_STATUS[self.label_status[k]], int(self.dupes[k]), polygons), None, note)
 
     def save(self, path: Path, key: str) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -232,7 +264,8 @@ class _Table:
             paths = StringTable(z["paths_blob"], z["paths_offsets"])
         n = len(paths)
         if arrays["stats"].shape != (n, 4) or len(arrays["label_offsets"]) != n + 1 or \
-                arrays["label_offsets"][-1] != len(arrays["cls"]) or len(arrays["boxes"]) != len(arrays["cls"]):
+                arrays["label_offsets"][-1] != len(arrays["cls"]) or len(arrays["boxes"]) != len(arrays["cls"]) or \
+                len(arrays["seg_counts"]) != len(arrays["cls"]) or arrays["seg_counts"].sum() != len(arrays["seg_xy"]):
             raise ValueError("inconsistent array sizes")
         return cls(paths, details, **arrays)
 
@@ -287,11 +320,18 @@ def select_labels(index: "DatasetIndex", classes=None, single_cls: bool = False)
         off = np.zeros(len(index) + 1, np.int64)
         np.cumsum(counts, out=off[1:])
         cls, boxes = cls[keep], boxes[keep]
+    seg_off, seg_xy = index.seg_off, index.seg_xy
+    if classes is not None and len(seg_xy):
+        lens = np.diff(seg_off)[keep]
+        seg_xy = seg_xy[ranges(seg_off[:-1][keep], lens)]
+        seg_off = np.zeros(len(lens) + 1, np.int64)
+        np.cumsum(lens, out=seg_off[1:])
     if single_cls:
         cls = np.zeros_like(cls)
     out = copy.copy(index)
-    out.cls, out.boxes, out.label_offsets = cls, boxes, off
+    out.cls, out.boxes, out.label_offsets, out.seg_off, out.seg_xy = cls, boxes, off, seg_off, seg_xy
     return out
+
 
 
 def build_index(source, split: str = "train", *, names=None, cache: bool | str | os.PathLike = True,
@@ -356,11 +396,13 @@ def build_index(source, split: str = "train", *, names=None, cache: bool | str |
                 table.save(cache_file, key)
             except OSError as e:
                 LOG.warning("index cache %s not written (%s); the next start re-checks every file", cache_file, e)
-    index = select_labels(_index_from_table(table, src, len(src.ignored)), classes, single_cls)
+    index = _index_from_table(table, src, len(src.ignored))
+    dropped = _drop_mixed_polygons(index)
+    index = select_labels(index, classes, single_cls)
     index.cache_file = str(cache_file) if cache_file else None
     index.build_info = {"seconds": time.perf_counter() - t0, "cache": state, "probed": n_probed,
                         "candidates": len(im_files), "fraction": fraction, "classes": classes,
-                        "single_cls": single_cls}
+                        "single_cls": single_cls, "polygons_dropped": dropped}
     _report(index, verbose)
     if len(index) == 0:
         reasons = ", ".join(f"{n} {r}" for r, n in index.skip_counts().items())
@@ -383,7 +425,21 @@ def _index_from_table(t: _Table, src: Source, ignored: int) -> DatasetIndex:
                         orientation=t.orientation[keep], formats=t.formats[keep], label_status=t.label_status[keep],
                         label_offsets=offsets, cls=t.cls, boxes=t.boxes, names=src.names, data=src.data,
                         split=src.split, skipped=skipped, notes=notes, ignored=ignored,
-                        n_duplicates=int(t.dupes[keep].sum()), stamps=t.stats[keep, :2])
+                        n_duplicates=int(t.dupes[keep].sum()), stamps=t.stats[keep, :2], seg_off=t.seg_off,
+                        seg_xy=t.seg_xy)
+
+
+def _drop_mixed_polygons(index: DatasetIndex) -> int:
+    """Stock's rule (``YOLODataset.get_labels``): polygons count only when every label row of the split is one;
+    a split mixing box files and polygon files trains on boxes alone. Returns the polygon rows dropped."""
+    n_poly = int((np.diff(index.seg_off) > 0).sum())
+    if n_poly == 0 or n_poly == len(index.cls):
+        return 0
+    LOG.warning("%s: %d of %d label rows are polygons, the others boxes: as stock, only the boxes are used and "
+                "every polygon is dropped (boxes of polygon rows stay their polygons' extent); give each split one "
+                "kind of label rows to train from the outlines", index.split, n_poly, len(index.cls))
+    index.seg_off, index.seg_xy = np.zeros(len(index.cls) + 1, np.int64), np.zeros((0, 2), np.float32)
+    return n_poly
 
 
 def _report(index: DatasetIndex, verbose: bool) -> None:

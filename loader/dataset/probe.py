@@ -128,22 +128,26 @@ def _segments2boxes(segments: list[np.ndarray]) -> np.ndarray:
     return np.stack([(b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2, b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]], 1)
 
 
-def parse_labels(path: str, num_cls: int | None, single_cls: bool = False):
-    """Rows of a YOLO label file as an (n, 5) float32 [cls, x, y, w, h] array.
+_NO_POLYGONS = np.zeros(0, np.int32), np.zeros((0, 2), np.float32)
 
-    Returns ``(labels, status, n_duplicates)`` with status ``"missing"``, ``"empty"`` or ``"ok"``;
-    a bad file raises :class:`BadSample` (the whole image is skipped, as Ultralytics does, so a
-    half-read label file never trains as a partial truth). ``num_cls=None``: any class id >= 0.
+
+def parse_labels(path: str, num_cls: int | None, single_cls: bool = False):
+    """Rows of a YOLO label file as an (n, 5) float32 [cls, x, y, w, h] array, and their polygons.
+
+    Returns ``(labels, status, n_duplicates, (points per row (n,) int32, points (P, 2) float32))`` with
+    status ``"missing"``, ``"empty"`` or ``"ok"``; a box-only file has 0 points per row. A bad file raises
+    :class:`BadSample` (the whole image is skipped, as Ultralytics does, so a half-read label file never trains
+    as a partial truth). ``num_cls=None``: any class id >= 0.
     """
     if not os.path.isfile(path):
-        return np.zeros((0, 5), np.float32), "missing", 0
+        return np.zeros((0, 5), np.float32), "missing", 0, _NO_POLYGONS
     try:
         with open(path, encoding="utf-8-sig") as f:
             rows = [x.split() for x in f.read().strip().splitlines() if x.strip()]
     except (UnicodeDecodeError, OSError) as e:
         raise BadSample("bad label rows", f"label file unreadable: {e}") from None
     if not rows:
-        return np.zeros((0, 5), np.float32), "empty", 0
+        return np.zeros((0, 5), np.float32), "empty", 0, _NO_POLYGONS
     try:
         if any(len(x) > 6 for x in rows):  # polygon rows: boxes are their extent
             if any(len(x) == 5 for x in rows):
@@ -174,30 +178,37 @@ def parse_labels(path: str, num_cls: int | None, single_cls: bool = False):
     if num_cls is not None and max_cls >= num_cls:
         raise BadSample("unknown class", f"class {int(max_cls)} not in names (0-{num_cls - 1})")
     nl = len(lb)
-    if len({r.tobytes() for r in lb}) == nl and not segments:  # no duplicates: skip np.unique (80 us)
-        return lb, "ok", 0
+    if len({r.tobytes() for r in lb}) == nl:  # no duplicates: skip np.unique (80 us)
+        return lb, "ok", 0, _polygons(segments, nl)
     _, i = np.unique(lb, axis=0, return_index=True)
     if len(i) < nl and segments:  # distinct polygons may share a class and box
         keys = np.array([c.tobytes() + s.tobytes() for c, s in zip(lb[:, 0], segments)], dtype=object)
         _, i = np.unique(keys, return_index=True)
     dupes = nl - len(i)
     if dupes:
-        lb = lb[i]  # Ultralytics keeps np.unique's (sorted) order
-    return lb, "ok", dupes
+        lb = lb[i]  # Ultralytics keeps np.unique's (sorted) order, polygons with their rows
+        segments = [segments[k] for k in i] if segments else segments
+    return lb, "ok", dupes, _polygons(segments, len(lb))
+
+
+def _polygons(segments: list[np.ndarray], n: int) -> tuple[np.ndarray, np.ndarray]:
+    if not segments:
+        return np.zeros(n, np.int32), _NO_POLYGONS[1]
+    return np.array([len(s) for s in segments], np.int32), np.concatenate(segments).astype(np.float32)
 
 
 def probe_pair(args: tuple):
     """Pool entry point: ``(im_file, lb_file, num_cls, single_cls)`` -> ``(result, reason, note)``.
 
-    ``result`` is ``(h, w, orientation, fmt, labels, label_status, n_duplicates)`` for a kept
-    image and None for a skipped one (``reason`` then names why, ``note`` says the detail).
+    ``result`` is ``(h, w, orientation, fmt, labels, label_status, n_duplicates, polygons)`` for a
+    kept image and None for a skipped one (``reason`` then names why, ``note`` says the detail).
     """
     im_file, lb_file, num_cls, single_cls = args
     try:
         h, w, orientation, fmt, note = probe_image(im_file)
-        lb, status, dupes = parse_labels(lb_file, num_cls, single_cls)
+        lb, status, dupes, polygons = parse_labels(lb_file, num_cls, single_cls)
     except BadSample as e:
         return None, e.reason, e.detail
     if dupes:
         note = "; ".join(x for x in (note, f"{dupes} duplicate label rows removed") if x)
-    return (h, w, orientation, fmt, lb, status, dupes), None, note
+    return (h, w, orientation, fmt, lb, status, dupes, polygons), None, note

@@ -31,10 +31,12 @@ import math
 
 import numpy as np
 
+from ..flat import ranges
 from .batch import PlanBatch
 from .geometry import box_candidates, letterbox_batch, xywh2xyxy, xyxy2xywh
 from .hyp import Hyp
 from .plan import Plan, Tile
+from .polygons import canvas_polygon_boxes, resample_count
 
 __all__ = ["Tile", "Plan", "PlanBatch", "Planner", "load_size", "CHUNK", "N_DRAWS", "N_CUT_DRAWS", "CUT_AREAS",
            "CUT_AREA_DRAWS", "CUT_CHOICE_DRAW"]
@@ -63,15 +65,6 @@ def load_size(h0: int, w0: int, imgsz: int) -> tuple[int, int]:
     return min(math.ceil(h0 * r), imgsz), min(math.ceil(w0 * r), imgsz)
 
 
-def _ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """Concatenated ``arange(s, s + c)`` for each (s, c), without a Python loop."""
-    total = int(counts.sum())
-    if total == 0:
-        return np.zeros(0, np.int64)
-    ends = np.cumsum(counts)
-    return np.arange(total, dtype=np.int64) + np.repeat(starts - (ends - counts), counts)
-
-
 class Planner:
     """Draws plans for one data set (``DatasetIndex``-like: ``shapes``, ``label_offsets``, ``cls``, ``boxes``)."""
 
@@ -85,6 +78,12 @@ class Planner:
         n = len(index)
         self.buffer_len = int(buffer_len) if buffer_len is not None else min(n, batch_size * 8, 1000)
         self._load_hw = np.array([load_size(h, w, self.imgsz) for h, w in index.shapes], np.int64).reshape(-1, 2)
+        self._n_points = None  # polygon labels: the points each image's polygons are resampled to (stock's rule)
+        if len(getattr(index, "seg_xy", ())):
+            lens = np.diff(index.seg_off)
+            longest = np.zeros(n, np.int64)
+            np.maximum.at(longest, np.repeat(np.arange(n), np.diff(index.label_offsets)), lens)
+            self._n_points = resample_count(longest)
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -129,7 +128,7 @@ class Planner:
         """(rows into the index's flat label arrays, owner of each row) for these images, in order."""
         off = self.index.label_offsets
         starts, counts = off[images], off[images + 1] - off[images]
-        return _ranges(starts, counts), np.repeat(np.arange(len(images)), counts)
+        return ranges(starts, counts), np.repeat(np.arange(len(images)), counts)
 
     # ------------------------------------------------------------------ train
     def _canvases(self, primary: np.ndarray, partners: np.ndarray, use_mosaic: np.ndarray, u: np.ndarray) -> dict:
@@ -190,8 +189,17 @@ class Planner:
         M = _affine(canvas[:, ::-1], s, persp, deg, sc, shear, tr)
         perspective = bool(hyp.perspective)
         new = _transform(b, M[sample], perspective)
+        area_thr = 0.1
+        if self._n_points is not None:  # boxes from the warped polygons, kept down to 1 % of their area (stock)
+            n_first = self._n_points[t_index]
+            n_canvas = np.zeros(B, np.int64)
+            np.maximum.at(n_canvas, t_sample, n_first)
+            poly, has = canvas_polygon_boxes(self.index.seg_off, self.index.seg_xy, rows, np.stack([tw, th], 1),
+                                             pad, mos, n_first[t_of], n_canvas[sample], sample, M, s)
+            new[has] = poly[has]
+            area_thr = np.where(has, 0.01, 0.1)
         new = np.clip(new, 0, s)
-        keep &= box_candidates(box1=(b * sc.astype(np.float32)[sample][:, None]).T, box2=new.T)
+        keep &= box_candidates(box1=(b * sc.astype(np.float32)[sample][:, None]).T, box2=new.T, area_thr=area_thr)
         return {"index": primary, "canvas_hw": canvas, "M": M, "scale": sc, "mosaic": use_mosaic,
                 "tile_off": np.concatenate([[0], np.cumsum(valid.sum(1))]), "tile_index": t_index, "tile_hw": t_hw,
                 "tile_crop": t_crop, "tile_at": t_at, "perspective": perspective,
@@ -350,7 +358,11 @@ class Planner:
         which = np.argmax(np.cumsum(free, 1) > k[:, None], 1)
         area = areas[np.arange(R), which]  # (R, 4); meaningless where n_free == 0
         r2, pb = cm["box_sample"], cm["xyxy"].astype(np.float32)
-        keep = (n_free[r2] > 0) & (_ioa(area[r2][:, None, :], pb[:, None, :])[:, 0] >= 0.1)
+        # partner boxes kept down to 1 % inside the area where the sample has polygon labels (stock: 10 %)
+        thr = np.float32(0.1)
+        if self._n_points is not None:
+            thr = np.where(np.bincount(b_sample, minlength=B)[rows] > 0, np.float32(0.01), np.float32(0.1))[r2]
+        keep = (n_free[r2] > 0) & (_ioa(area[r2][:, None, :], pb[:, None, :])[:, 0] >= thr)
         applied = (n_free > 0) & (np.bincount(r2[keep], minlength=R) > 0)
         keep &= applied[r2]
         lo, hi = area[r2[keep]][:, :2], area[r2[keep]][:, 2:]
@@ -443,7 +455,7 @@ def _ioa(box1: np.ndarray, box2: np.ndarray) -> np.ndarray:
 def _take_canvases(m: dict, keep: np.ndarray) -> dict:
     """The canvases of ``_canvases``' rows where ``keep`` is True (their tiles with them), for ``_expand``."""
     off = m["tile_off"]
-    tiles = _ranges(off[:-1][keep], np.diff(off)[keep])
+    tiles = ranges(off[:-1][keep], np.diff(off)[keep])
     out = {k: m[k][keep] for k in ("index", "canvas_hw", "M", "scale", "mosaic")}
     out.update({k: m[k][tiles] for k in ("tile_index", "tile_hw", "tile_crop", "tile_at")})
     out["tile_off"] = np.concatenate([[0], np.cumsum(np.diff(off)[keep])])

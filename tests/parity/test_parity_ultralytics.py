@@ -17,6 +17,7 @@ from loader import DetectionLoader
 from loader.dataset import build_index
 from loader.plan import Planner
 from loader.sampler import epoch_order
+from ultralytics_chain import ul_dataset as ul_chain_dataset, ul_full
 
 import ultralytics  # noqa: F401,E402  (a dependency: missing fails, never skips)
 S = 640
@@ -24,109 +25,7 @@ S = 640
 
 @pytest.fixture(scope="module")
 def ul_dataset(demo_set):
-    from ultralytics.cfg import get_cfg
-    from ultralytics.data import YOLODataset
-    from ultralytics.data.utils import check_det_dataset
-
-    data = check_det_dataset(str(demo_set))
-    return YOLODataset(img_path=data["train"], data=data, task="detect", augment=True, imgsz=S, hyp=get_cfg(),
-                       batch_size=8)
-
-
-def _ul_pre(ds, plan, flips):
-    """Ultralytics' mosaic (or single image) + RandomPerspective with our plan's parameters."""
-    from ultralytics.data.augment import Mosaic, RandomPerspective
-
-    labels = [ds.get_image_and_label(t.index) for t in plan.tiles]
-    if plan.mosaic:
-        layout = []
-        for t, lab in zip(plan.tiles, labels):
-            x1b, y1b, x2b, y2b = t.crop
-            x1a, y1a = t.at
-            layout.append({"labels_patch": lab, "x1a": x1a, "y1a": y1a, "x2a": x1a + x2b - x1b,
-                           "y2a": y1a + y2b - y1b, "x1b": x1b, "y1b": y1b, "x2b": x2b, "y2b": y2b,
-                           "padw": x1a - x1b, "padh": y1a - y1b, "img_shape": t.hw})
-        m = Mosaic(ds, imgsz=S)
-        out = labels[0]
-        out["mix_labels"] = labels[1:]
-        out = m.apply_image(out, {"layout": layout})
-        out = m.apply_instances(out, {"layout": layout})
-        out.pop("mix_labels", None)
-    else:
-        out = labels[0]
-    rp = RandomPerspective(size=(S, S), perspective=1e-9 if plan.perspective else 0.0)
-    M = plan.M.astype(np.float64)
-    F = np.eye(3)
-    ud, lr = flips  # the top-level plan's flips, folded into every matrix
-    if lr:
-        F[0, 0], F[0, 2] = -1, S - 1
-    if ud:
-        F[1, 1], F[1, 2] = -1, S - 1
-    M_pre = (F @ M).astype(np.float32)  # undo the folded flips: Ultralytics flips after HSV
-    params = {"M": M_pre, "scale": plan.scale, "orig_shape": out["img"].shape[:2], "size": (S, S)}
-    out = rp.apply_image(out, params)
-    return rp.apply_instances(out, params)
-
-
-def _ul_full(ds, plan, cut_draws=None):
-    from ultralytics.data.augment import Format, MixUp, RandomFlip, RandomHSV
-
-    labels = _ul_pre(ds, plan, plan.flips)
-    if plan.mix is not None:
-        labels["mix_labels"] = [_ul_pre(ds, plan.mix, plan.flips)]
-        mx = MixUp(ds, p=1.0)
-        labels = mx.apply_instances(mx.apply_image(labels, {"r": plan.mix_r}), {"r": plan.mix_r})
-        labels.pop("mix_labels")
-    if plan.cut is not None:
-        labels = _ul_cutmix(ds, plan, labels, cut_draws)
-    if plan.hsv is not None:
-        hsv = RandomHSV(1.0, 1.0, 1.0)
-        state = np.random.get_state()
-        np.random.seed(0)
-        draw = np.random.uniform(-1, 1, 3)
-        np.random.seed(0)
-        # RandomHSV draws r = uniform(-1, 1, 3) * gains; choose gains that reproduce our plan's r
-        hsv.hgain, hsv.sgain, hsv.vgain = (plan.hsv / draw).tolist()
-        hsv.apply_image(labels)
-        np.random.set_state(state)
-    for direction, on in (("vertical", plan.flips[0]), ("horizontal", plan.flips[1])):
-        f = RandomFlip(p=1.0, direction=direction)
-        params = {"flip": on, "h": S, "w": S, "direction": direction, "flip_idx": None}
-        labels = f.apply_instances(f.apply_image(labels, params), params)
-    fmt = Format(bbox_format="xywh", normalize=True, batch_idx=True, bgr=0.0)
-    return fmt(labels)
-
-
-def _ul_cutmix(ds, plan, labels, draws):
-    """Ultralytics' own ``CutMix`` on the primary (after mixup) with our plan's partner and our draws fed to its
-    ``np.random`` calls in its order: per area ``beta`` (the Beta(1, 1) ratio), ``randint(w)``, ``randint(h)``,
-    then ``choice`` among the free areas."""
-    from ultralytics.data.augment import CutMix
-
-    feed = iter([(name, draws[3 * k + j]) for k in range(3) for j, name in enumerate(("beta", "randint", "randint"))])
-
-    def take(name):
-        got, u = next(feed)
-        assert got == name, (got, name)
-        return u
-
-    class Cut(CutMix):
-        def get_indexes(self):
-            return int(plan.cut.index)
-
-    cm = Cut(ds, pre_transform=lambda data: _ul_pre(ds, plan.cut, plan.flips), p=1.0)
-    real = np.random.beta, np.random.randint, np.random.choice
-    try:
-        np.random.beta = lambda a, b: take("beta")
-        np.random.randint = lambda n: int(take("randint") * n)
-        np.random.choice = lambda idx: idx[int(draws[9] * len(idx))]
-        params = cm.get_params(labels)
-    finally:
-        np.random.beta, np.random.randint, np.random.choice = real
-    assert not params.get("skip"), "our plan pasted an area where Ultralytics' CutMix skips"
-    labels = cm.apply_instances(cm.apply_image(labels, params), params)
-    labels.pop("mix_labels", None)
-    return labels
+    return ul_chain_dataset(demo_set, S)
 
 
 def _ours(index, plan, reduced: bool, backend: str = "cpu"):
@@ -156,7 +55,7 @@ def test_cutmix_same_draws_same_boxes_and_pixels(demo_set, ul_dataset, backend):
     mads = []
     for j in picked.tolist():
         plan = batch.plan(j)
-        ref = _ul_full(ul_dataset, plan, np.concatenate([uc[j, CUT_AREA_DRAWS], [uc[j, CUT_CHOICE_DRAW]]]))
+        ref = ul_full(ul_dataset, plan, np.concatenate([uc[j, CUT_AREA_DRAWS], [uc[j, CUT_CHOICE_DRAW]]]))
         assert ref["bboxes"].shape == plan.boxes.shape and np.allclose(ref["bboxes"].numpy(), plan.boxes, atol=1e-5)
         assert np.array_equal(ref["cls"].numpy().reshape(-1), plan.cls)
         ours = _ours(index, plan, reduced=False, backend=backend)
@@ -208,7 +107,7 @@ def test_same_plan_same_pixels_and_boxes(case, demo_set, ul_dataset):
     mads, mads_reduced = [], []
     for pos in (5, 9, 14):
         plan = planner.train_plan(0, pos, order)
-        ref = _ul_full(ul_dataset, plan)
+        ref = ul_full(ul_dataset, plan)
         ref_img = ref["img"].permute(1, 2, 0).numpy()  # RGB HWC
         # boxes: identical (same float32 math on the same parameters)
         assert ref["bboxes"].shape == plan.boxes.shape, (case, pos)
@@ -258,7 +157,7 @@ def seam_refs(seam_set):
     index = build_index(seam_set, verbose=False)
     order = epoch_order(len(index), 11, 0)
     batch = Planner(index, S, {}, batch_size=8, seed=11).plan_batch(0, np.arange(N_PLANS) % len(order), order)
-    refs = np.ascontiguousarray(np.stack([_ul_full(ds, batch.plan(j))["img"].permute(1, 2, 0).numpy()
+    refs = np.ascontiguousarray(np.stack([ul_full(ds, batch.plan(j))["img"].permute(1, 2, 0).numpy()
                                          for j in range(N_PLANS)]))
     return index, batch, refs
 
