@@ -64,12 +64,26 @@ MUTANTS = {
     "ratio-pad-dropped": ("loader/batch.py", "ratio_pad = tuple(((a, b), (int(c), int(d)))",
                           "ratio_pad = tuple(((a, b), (0, 0))", "tests/parity/test_validator_exact.py"),
     # CutMix
-    "cutmix-partner-ioa-0.5": ("loader/plan/planner.py", "[:, 0] >= 0.1)", "[:, 0] >= 0.5)",
+    "cutmix-partner-ioa-0.5": ("loader/plan/planner.py", "thr = np.float32(0.1)", "thr = np.float32(0.5)",
                                "tests/parity/test_parity_ultralytics.py tests/parity/test_draws.py"),
     "cutmix-area-may-touch-boxes": ("loader/plan/planner.py", "free = touched <= 0", "free = touched <= 0.3",
                                     "tests/parity/test_parity_ultralytics.py tests/parity/test_draws.py"),
     "cutmix-area-not-flipped": ("loader/plan/planner.py", "cut_area[lr] = np.stack(", "cut_area[lr[:0]] = np.stack(",
                                 "tests/parity/test_parity_ultralytics.py"),
+    # polygon labels
+    "polygons-ignored": ("loader/plan/planner.py", "new[has] = poly[has]", "new[has] = new[has]",
+                         "tests/parity/test_polygons.py"),
+    "polygon-area-thr-0.1": ("loader/plan/planner.py", "area_thr = np.where(has, 0.01, 0.1)",
+                             "area_thr = np.where(has, 0.1, 0.1)", "tests/parity/test_polygons.py"),
+    "polygon-not-clipped-to-mosaic": ("loader/plan/polygons.py", "= np.clip(pts, 0, limit)  # Instances.clip",
+                                      "= pts  # Instances.clip", "tests/parity/test_polygons.py"),
+    "polygon-clip-without-resample": ("loader/plan/polygons.py", "    dense = clip & leaves\n",
+                                      "    dense = clip & leaves\n    placed = np.clip(placed, 0, limit)\n"
+                                      "    dense = dense & False\n", "tests/parity/test_polygons.py"),
+    "polygon-double-resample-skipped": ("loader/plan/polygons.py", "full = dense & (n_canvas != n_first)",
+                                        "full = dense & False", "tests/parity/test_polygons.py"),
+    "cutmix-polygon-ioa-0.1": ("loader/plan/planner.py", "np.float32(0.01), np.float32(0.1))[r2]",
+                               "np.float32(0.1), np.float32(0.1))[r2]", "tests/parity/test_polygons.py"),
     # resume
     "resume-keeps-constructor-seed": ("loader/loader.py", "        self.planner.seed = self.sampler.seed\n", "",
                                       "tests/engine/test_resume.py"),
