@@ -80,8 +80,6 @@ MUTANTS = {
     "polygon-clip-without-resample": ("loader/plan/polygons.py", "    dense = clip & leaves\n",
                                       "    dense = clip & leaves\n    placed = np.clip(placed, 0, limit)\n"
                                       "    dense = dense & False\n", "tests/parity/test_polygons.py"),
-    "polygon-double-resample-skipped": ("loader/plan/polygons.py", "full = dense & (n_canvas != n_first)",
-                                        "full = dense & False", "tests/parity/test_polygons.py"),
     "cutmix-polygon-ioa-0.1": ("loader/plan/planner.py", "np.float32(0.01), np.float32(0.1))[r2]",
                                "np.float32(0.1), np.float32(0.1))[r2]", "tests/parity/test_polygons.py"),
     # resume
