@@ -42,7 +42,9 @@ class Hyp:
 
     # Values other than these are refused (not implemented by this loader).
     _REFUSED = {"copy_paste": 0.0, "augmentations": None}
-    _WHY = {"copy_paste": "it pastes segment masks, and detection labels are indexed as boxes only",
+    _WHY = {"copy_paste": "on polygon labels stock pastes each object's outline as a pixel mask (flipped copies, "
+                          "or another image's), a per-object mask paint the planned engines do not have yet; on box "
+                          "labels stock's copy_paste does nothing, so 0 trains the same there",
             "augmentations": "custom Albumentations transforms are arbitrary per-sample Python on numpy; the planned "
                              "engines (plans as numbers, batched kernels, DALI graphs) cannot run them"}
     _PROBABILITIES = ("flipud", "fliplr", "bgr", "mosaic", "mixup", "cutmix", "copy_paste")

@@ -186,3 +186,25 @@ def test_box_distributions_match_stock_with_rotation(polygon_tiny):
         np.median(area(ours_b)) / np.median(area(theirs_b)), np.median(area(corner_b)) / np.median(area(theirs_b))))
     with pytest.raises(AssertionError, match="box area"):
         same_distribution(area(corner_b), area(theirs_b), "box area")
+
+
+def test_short_training_on_polygon_labels(polygon_set, tmp_path):
+    """One epoch through ``FastDetectionTrainer`` on the polygon set (rotation on): the trainer's dataset labels
+    carry the polygons as stock's do, the batches' boxes come from them, the losses are finite."""
+    import math
+
+    import torch
+    from ultralytics import YOLO
+
+    from integration.ultralytics import FastDetectionTrainer
+
+    model = YOLO("yolo11n.yaml")
+    model.train(data=str(polygon_set), imgsz=64, epochs=1, batch=4, device="cpu", plots=False, project=str(tmp_path),
+                name="poly", trainer=FastDetectionTrainer, verbose=False, amp=False, workers=0, close_mosaic=0,
+                degrees=10.0)
+    ds = model.trainer.train_loader.dataset
+    assert sum(len(lb["segments"]) for lb in ds.labels) == sum(len(lb["cls"]) for lb in ds.labels) > 0
+    assert model.trainer.train_loader.loader.index.has_polygons
+    tl = model.trainer.tloss
+    losses = tl.values() if isinstance(tl, dict) else torch.as_tensor(tl).flatten()
+    assert all(math.isfinite(float(v)) for v in losses)
