@@ -131,7 +131,7 @@ def trainer_dir(trained):
 
 @pytest.mark.parametrize("override,key,why", [
     ({"cache": "memory"}, "cache", "use False"),
-    ({"copy_paste": 0.2}, "copy_paste", "segment masks"), ({"rect": True}, "rect", "square mosaic")])
+    ({"copy_paste": 0.2}, "copy_paste", "pixel mask"), ({"rect": True}, "rect", "square mosaic")])
 def test_unsupported_arguments_are_refused_by_name_and_why(train_set, tmp_path, override, key, why):
     from ultralytics import YOLO
 
