@@ -30,6 +30,7 @@ class BatchWork:
         self.schedule, self.policy = schedule, policy
         self.event = None  # an engine on a GPU: the CUDA event its work on this batch records
         self._batch = None
+        self._derived: dict = {}
         self._replaced: dict = {}
         self._lock = threading.Lock()
 
@@ -41,6 +42,14 @@ class BatchWork:
             if self._batch is None:
                 self._batch = self.schedule.plans(self.b, self.lo, self.hi, self.epoch, self.order)
             return self._batch
+
+    def derived(self, name: str, make):
+        """``make(batch())``, computed once for this batch by the first caller (an engine's per-batch arrays)."""
+        batch = self.batch()
+        with self._lock:
+            if name not in self._derived:
+                self._derived[name] = make(batch)
+            return self._derived[name]
 
     def attempt(self, j: int, step, plan=None):
         """``step(plan)`` for sample ``j`` (its plan, or the one given); an unreadable image is replaced (training)

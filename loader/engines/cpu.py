@@ -46,5 +46,13 @@ class CpuEngine(Engine):
 
     def _sample(self, work, j: int) -> None:
         """Sample ``j`` of the batch, painted in a painter thread; the first task to arrive plans the whole batch
-        (off the consumer's thread); an unreadable image is replaced by the work's policy."""
-        work.attempt(j, lambda plan: opencv.paint(plan, self.source.get, work.out[j]))
+        and works out its geometry on arrays (``BatchGeometry``: off the consumer's thread, once per batch); an
+        unreadable image is replaced by the work's policy (a replacement plan is painted on its own)."""
+        geo = work.derived("opencv", opencv.BatchGeometry)
+        plan = geo.batch.plan(j)
+        if geo.simple[j]:
+            step = lambda p: geo.paint_sample(j, self.source.get, work.out[j]) if p is plan \
+                else opencv.paint(p, self.source.get, work.out[j])  # noqa: E731
+        else:
+            step = lambda p: opencv.paint(p, self.source.get, work.out[j])  # noqa: E731
+        work.attempt(j, step, plan)
