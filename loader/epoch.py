@@ -20,10 +20,19 @@ from .recovery import BadDataError
 __all__ = ["BatchWork", "EpochRunner"]
 
 
+class _Planned:
+    """``BatchWork.PLANNED``: the batch's own plan of a sample, not built as a ``Plan`` object."""
+
+    def __repr__(self) -> str:
+        return "PLANNED"
+
+
 class BatchWork:
     """One batch to produce, as an engine sees it: positions [lo, hi) of ``order`` in ``epoch``, the buffer its
     pixels go to (``out``: (B, H, W, 3)), its plans (``batch()``: one ``PlanBatch``, planned once by the first
     caller), ``attempt`` (the bad-data policy) and ``final()``, the plans as painted (replacements included)."""
+
+    PLANNED = _Planned()  # ``attempt(j, step, PLANNED)``: step gets this for the planned sample, a Plan for a replacement
 
     def __init__(self, b: int, lo: int, hi: int, out, epoch: int, order: np.ndarray, schedule, policy):
         self.b, self.lo, self.hi, self.out, self.epoch, self.order = b, lo, hi, out, epoch, order
@@ -52,8 +61,9 @@ class BatchWork:
             return self._derived[name]
 
     def attempt(self, j: int, step, plan=None):
-        """``step(plan)`` for sample ``j`` (its plan, or the one given); an unreadable image is replaced (training)
-        or stops validation. Returns the plan that was painted."""
+        """``step(plan)`` for sample ``j`` (its plan, or the one given, or ``PLANNED``: an engine that paints the
+        batch's plans from its arrays builds no ``Plan``); an unreadable image is replaced (training) or stops
+        validation. Returns the plan that was painted."""
         plan = self.batch().plan(j) if plan is None else plan
         position = self.lo + j
         done = self.policy.attempt(

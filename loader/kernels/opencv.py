@@ -242,11 +242,13 @@ class BatchGeometry:
         t_owner = np.repeat(np.arange(B), np.diff(batch.tile_off))
         src, hw, dst, ok = paste_regions(batch.tile_crop, batch.tile_at, win[t_owner])
         self.window, self.visible = win.tolist(), vis.tolist()
+        self.tiles = [[] for _ in range(B)]  # every tile's image is read, visible or not, as stock reads them
         self.pastes = [[] for _ in range(B)]
         for t, (j, i, sy, sx, h, w, dy, dx) in enumerate(np.concatenate(
                 [t_owner[:, None], batch.tile_index[:, None], src, hw, dst], 1).tolist()):
+            self.tiles[j].append(i)
             if ok[t]:
-                self.pastes[j].append((i, sy, sx, h, w, dy, dx))
+                self.pastes[j].append((len(self.tiles[j]) - 1, sy, sx, h, w, dy, dx))
         self.single = [len(p) == 1 and batch.tile_off[j + 1] - batch.tile_off[j] == 1 and
                        tuple(batch.tile_at[batch.tile_off[j]]) == (0, 0) and
                        tuple(batch.tile_crop[batch.tile_off[j]]) == (0, 0, batch.canvas_hw[j, 1], batch.canvas_hw[j, 0])
@@ -270,13 +272,14 @@ class BatchGeometry:
             return
         cx0, cy0, cx1, cy1 = self.window[j]
         pastes = self.pastes[j]
+        images = [load(i) for i in self.tiles[j]]
         if self.single[j]:
-            sub = load(pastes[0][0])[cy0:cy1, cx0:cx1]
+            sub = images[0][cy0:cy1, cx0:cx1]
         else:
             sub = _buffer("canvas", (cy1 - cy0, cx1 - cx0, 3))
             rects = []
-            for i, sy, sx, h, w, dy, dx in pastes:
-                sub[dy:dy + h, dx:dx + w] = load(i)[sy:sy + h, sx:sx + w]
+            for k, sy, sx, h, w, dy, dx in pastes:
+                sub[dy:dy + h, dx:dx + w] = images[k][sy:sy + h, sx:sx + w]
                 rects.append((dy, dy + h, dx, dx + w))
             _fill_uncovered(sub, rects)
         _warp_into(sub, self.M[j] @ translate(cx0, cy0), out, cv2.BORDER_CONSTANT)

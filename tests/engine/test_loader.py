@@ -222,10 +222,10 @@ def test_validation_image_unreadable_is_a_clear_error(demo_set, copy_of):
 def test_worker_exception_surfaces_with_its_traceback(demo_set, monkeypatch):
     shm = _shm()
     with DetectionLoader(demo_set, imgsz=S, batch_size=4, workers=2) as dl:
-        def broken(plan, load, out):
+        def broken(*args, **kw):
             raise ZeroDivisionError("painter bug")
 
-        monkeypatch.setattr(opencv, "paint", broken)  # a bug in the kernel the CPU engine runs
+        monkeypatch.setattr(opencv, "apply_hsv", broken)  # a bug in a kernel step every CPU-engine path runs
         with pytest.raises(WorkerError, match="ZeroDivisionError: painter bug") as e:
             list(dl)
         assert "worker traceback" in str(e.value) and isinstance(e.value.__cause__, ZeroDivisionError)
