@@ -12,11 +12,11 @@ from importlib import import_module
 from ._log import setup_default_logging
 
 __version__ = "0.1.0"
-__all__ = ["DetectionLoader", "BadDataError", "LoaderConfig", "tuner", "Hyp", "UnsupportedHyp", "DatasetIndex", "DatasetError", "build_index", "ShardedSampler", "epoch_order", "shard",
+__all__ = ["DetectionLoader", "painter_cap", "BadDataError", "LoaderConfig", "tuner", "Hyp", "UnsupportedHyp", "DatasetIndex", "DatasetError", "build_index", "ShardedSampler", "epoch_order", "shard",
            "backend_report", "__version__"]
 
 _LAZY = {
-    "DetectionLoader": "loader.loader", "BadDataError": "loader.recovery", "LoaderConfig": "loader.config",
+    "DetectionLoader": "loader.loader", "painter_cap": "loader.loader", "BadDataError": "loader.recovery", "LoaderConfig": "loader.config",
     "Hyp": "loader.plan", "UnsupportedHyp": "loader.plan",
     "DatasetIndex": "loader.dataset", "DatasetError": "loader.dataset", "build_index": "loader.dataset",
     "ShardedSampler": "loader.sampler", "epoch_order": "loader.sampler", "shard": "loader.sampler",

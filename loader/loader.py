@@ -25,7 +25,7 @@ from .recovery import BadDataError, BadDataPolicy
 from .sampler import ShardedSampler
 from .schedule import TrainSchedule, ValSchedule
 
-__all__ = ["DetectionLoader", "BadDataError", "default_workers"]
+__all__ = ["DetectionLoader", "BadDataError", "default_workers", "painter_cap"]
 
 LOG = logging.getLogger("loader")
 
@@ -36,6 +36,19 @@ def default_workers() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:
         return max(1, os.cpu_count() or 1)
+
+
+def painter_cap() -> int:
+    """The most painter threads worth running: this rank's share of the usable cores (``LOCAL_WORLD_SIZE`` ranks
+    per node), as Ultralytics caps its worker processes at ``cpu_count // devices``. The trainer applies it to
+    Ultralytics' ``workers`` (``min(workers, painter_cap())``); an explicit ``DetectionLoader(workers=N)`` is
+    taken as given. Painting is CPU work (decode, warp, colour): threads beyond the cores only contend (2 cores,
+    896 px: 8 threads 404 vs 2 threads 455 img/s with ``cache="disk"``, 163 vs 175 img/s from JPEG)."""
+    try:
+        local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    except ValueError:
+        local = 1
+    return max(1, default_workers() // local)
 
 
 def _auto_workers(source, index, cfg: LoaderConfig, engine: str) -> int:

@@ -117,6 +117,7 @@ def contenders(a) -> list[RunSpec]:
         out.append((RunSpec(kind="cached-ceiling", name="cached-ceiling", **base), a.heavy_rounds))
     for mode in a.cache or []:  # cached regimes: each side's first build is reported apart (build_s_first)
         out += _stock_and_ours(a, base, mode)
+        out.append((RunSpec(kind="ours", name=f"cpu-auto-{mode}", workers="auto", cache=mode, **base), a.rounds))
         out.append((RunSpec(kind="dali", name=f"dali-{mode}", workers=0, cache=mode, **base), a.heavy_rounds))
     if a.train:
         from loader.device import cuda_usable

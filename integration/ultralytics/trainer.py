@@ -21,7 +21,7 @@ from ultralytics.models.yolo.detect import DetectionTrainer
 from ultralytics.utils import RANK
 from ultralytics.utils.torch_utils import unwrap_model
 
-from loader import DetectionLoader, Hyp, UnsupportedHyp
+from loader import DetectionLoader, Hyp, UnsupportedHyp, painter_cap
 from loader.config import cache_mode
 
 from .adapter import UltralyticsLoader
@@ -101,9 +101,11 @@ class FastDetectionTrainer(DetectionTrainer):
     def get_dataloader(self, dataset_path, batch_size: int = 16, rank: int = 0, mode: str = "train"):
         assert mode in {"train", "val"}, f"mode must be 'train' or 'val', not {mode}"
         opts = self.fast_options
-        # our option, else the trainer's `workers` (painter threads); Ultralytics sets it to 0 on CPU
-        # devices, where our threads still pay off: then "auto" (tuner pick, else one per core)
-        workers = opts["workers"] or (int(self.args.workers) if int(self.args.workers or 0) > 0 else "auto")
+        # our option, else the trainer's `workers` as painter threads, capped as Ultralytics caps its worker
+        # processes (this rank's share of the cores: painter_cap); Ultralytics sets it to 0 on CPU devices, where
+        # our threads still pay off: then "auto" (tuner pick, else one per core)
+        asked = int(self.args.workers or 0)
+        workers = opts["workers"] or (min(asked, painter_cap()) if asked > 0 else "auto")
         model = unwrap_model(self.model) if self.model is not None and not isinstance(self.model, str) else None
         gs = max(int(model.stride.max()), 32) if model is not None and hasattr(model, "stride") else 32
         index = index_for(dataset_path, "train" if mode == "train" else "val", self.args, self.data, mode)

@@ -306,3 +306,16 @@ def test_copy_of_demo_left_alone(demo_set, tmp_path):
         list(dl)
     assert sorted(p.name for p in Path(demo_set).parent.rglob("*")) == before
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_painter_cap_is_this_ranks_share_of_the_cores(monkeypatch):
+    """Ultralytics' rule for its worker processes (``cpu_count // devices``), for the trainer's ``workers``."""
+    from loader import painter_cap
+    from loader.loader import default_workers
+
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    assert painter_cap() == default_workers()
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", str(default_workers() * 4))
+    assert painter_cap() == 1
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "junk")
+    assert painter_cap() == default_workers()
