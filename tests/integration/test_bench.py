@@ -131,6 +131,39 @@ def test_spreads_and_distinguishability():
     assert distinguishable({"rounds": 1}, {"rounds": 3}) is None
 
 
+def test_rows_are_compared_with_stock_in_their_own_regime():
+    """An uncached row against stock's uncached rows, a cached one against stock's rows with that cache: a stock
+    disk row (no decode) is no yardstick for decoding loaders, nor the reverse."""
+    from integration.bench.report import summarize
+
+    def row(name, v, cache=None):
+        return {"name": name, "img_s": v, "workers_effective": 2, "workers_requested": 8, "cache": cache}
+
+    rounds = [[row("stock-w8", 100.0), row("stock-w8-disk", 170.0, "disk"), row("cpu-auto", 140.0),
+               row("cpu-auto-disk", 430.0, "disk")]]
+    table = {r["name"]: r for r in summarize(rounds)}
+    assert table["cpu-auto"]["best_stock"] == "stock-w8" and table["cpu-auto"]["speedup_vs_best_stock"] == 1.4
+    assert table["cpu-auto-disk"]["best_stock"] == "stock-w8-disk"
+    assert table["cpu-auto-disk"]["speedup_vs_best_stock"] == pytest.approx(430 / 170)
+
+
+def test_stock_uncached_rows_decode_even_where_npy_files_exist(demo_set, copy_of):
+    """Ultralytics loads a *.npy beside an image in any cache mode once one exists (written by a cache="disk"
+    row): the uncached stock contender must not, or it times .npy reads as if they were JPEG decodes."""
+    import numpy as np
+
+    from integration.bench.contenders import _stock
+    from integration.bench.spec import RunSpec
+
+    data = copy_of(demo_set)
+    for jpg in (data.parent / "images" / "train").glob("*.jpg"):
+        np.save(jpg.with_suffix(".npy"), np.zeros((4, 4, 3), np.uint8))  # a stale cache would show as 4x4 images
+    c = _stock(RunSpec(kind="stock", name="stock-w0", data=str(data), imgsz=160, batch=2, workers=0))
+    ds = c.loader.dataset
+    assert not any(f.exists() for f in ds.npy_files)
+    assert ds.load_image(0)[1] != (4, 4)  # the original size: the JPEG's, not the stale 4x4 .npy
+
+
 def test_headline_words_for_training_only_and_unrun_rows():
     from integration.bench.report import headline, train_rows
 
