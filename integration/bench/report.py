@@ -97,9 +97,11 @@ def _workers(r: dict) -> str:
 def headline(table: list[dict], ours: str = "cpu-auto") -> list[str]:
     """Plain words under the table: ours vs the best stock configuration, and what stock's workers really ran."""
     rows = {r["name"]: r for r in table if "error" not in r}
-    out = _throughput_headline(rows, ours)
-    for mode in ("ram", "disk"):  # the cached regimes' default row against their best stock row
-        if f"{ours}-{mode}" in rows:
+    names = {r["name"] for r in table}
+    # the default row of each regime that ran (uncached, then cached) against that regime's best stock row
+    out = _throughput_headline(rows, ours) if ours in names or not any(r.get("cache") for r in table) else []
+    for mode in ("ram", "disk"):
+        if f"{ours}-{mode}" in names:
             out += _throughput_headline(rows, f"{ours}-{mode}")
     out += _ceiling_lines(rows)
     train = [r for r in rows.values() if r.get("kind") == "train" and "fraction_of_synthetic" in r]
