@@ -25,6 +25,7 @@ from loader.dataset import build_index
 from loader.demo_data import make_demo_dataset
 from loader.plan import Planner
 from distributions import same_distribution, same_rate
+from ultralytics_chain import stock_boxes
 
 pytestmark = pytest.mark.slow
 N_IMAGES, BATCH, S, SAMPLES = 300, 16, 64, 10240  # buffer L = min(300, 8 x 16, 1000) = 128
@@ -270,21 +271,8 @@ def test_cutmix_boxes_match_ultralytics_end_to_end(tiny_set):
     each: the same distribution of boxes per image and of box widths, heights and areas (the coin, the areas, the
     choice among free areas, the partner boxes kept and clipped, all at once). The exact rule on identical draws:
     ``tests/parity/test_parity_ultralytics.py::test_cutmix_same_draws_same_boxes_and_pixels``."""
-    from ultralytics.cfg import get_cfg
-    from ultralytics.data import build_yolo_dataset
-    from ultralytics.data.utils import check_det_dataset
-
     hyp = dict(cutmix=0.5, mixup=0.3)
-    data = check_det_dataset(str(tiny_set))
-    ds = build_yolo_dataset(get_cfg(overrides={"imgsz": S, **hyp}), data["train"], BATCH, data, mode="train",
-                            stride=32)
-    random.seed(1)
-    np.random.seed(1)
-    theirs_n, theirs_b = [], []
-    for j in range(SAMPLES):
-        out = ds[j % N_IMAGES]
-        theirs_n.append(len(out["cls"]))
-        theirs_b.append(out["bboxes"].numpy().reshape(-1, 4))
+    theirs_n, theirs_b = stock_boxes(tiny_set, S, hyp, BATCH, SAMPLES, seed=1)
     index = build_index(tiny_set, "train", verbose=False, cache=False)
     planner = Planner(index, S, hyp, batch_size=BATCH, seed=1)
     order = np.arange(N_IMAGES)
@@ -295,7 +283,7 @@ def test_cutmix_boxes_match_ultralytics_end_to_end(tiny_set):
         ours_n += np.diff(b.box_off).tolist()
         ours_b.append(b.boxes)
         cut_on += int(b.has_cut.sum())
-    ours_b, theirs_b = np.concatenate(ours_b), np.concatenate(theirs_b)
+    ours_b = np.concatenate(ours_b)
     assert 0.05 * SAMPLES < cut_on < 0.5 * SAMPLES, cut_on  # applied: the coin, then a free area with boxes
     same_distribution(ours_n, theirs_n, "boxes per image")
     same_distribution(ours_b[:, 2], theirs_b[:, 2], "box width")

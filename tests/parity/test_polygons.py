@@ -10,7 +10,6 @@ the one Ultralytics' own transforms give; over thousands of samples of Ultralyti
 
 from __future__ import annotations
 
-import random
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +21,7 @@ from loader.dataset import build_index
 from loader.demo_data import make_demo_dataset
 from loader.plan import Planner
 from loader.plan.planner import CUT_AREA_DRAWS, CUT_CHOICE_DRAW
-from ultralytics_chain import ul_dataset, ul_full
+from ultralytics_chain import stock_boxes, ul_dataset, ul_full
 
 S = 320
 DENSE = {0: 1200, 7: 1500}  # image -> points of its first outline (over stock's 1,000: resampled to more points)
@@ -144,22 +143,8 @@ def test_box_distributions_match_stock_with_rotation(polygon_tiny):
     and the planner, 6,144 samples each: boxes per image, box widths, heights and areas within their sampling
     error (means and SDs within 4.5 SE, KS under its 1e-4 critical value). Control: the same planner without
     the polygons (box corners warped, 10 % area rule, what this loader did before) fails the area comparison."""
-    from ultralytics.cfg import get_cfg
-    from ultralytics.data import build_yolo_dataset
-    from ultralytics.data.utils import check_det_dataset
-
     hyp = {"degrees": 10.0}
-    data = check_det_dataset(str(polygon_tiny))
-    ds = build_yolo_dataset(get_cfg(overrides={"imgsz": S_DIST, **hyp}), data["train"], 16, data, mode="train",
-                            stride=32)
-    random.seed(2)
-    np.random.seed(2)
-    theirs_n, theirs_b = [], []
-    for j in range(SAMPLES):
-        out = ds[j % N_IMAGES]
-        theirs_n.append(len(out["cls"]))
-        theirs_b.append(out["bboxes"].numpy().reshape(-1, 4))
-    theirs_b = np.concatenate(theirs_b)
+    theirs_n, theirs_b = stock_boxes(polygon_tiny, S_DIST, hyp, 16, SAMPLES, seed=2)
 
     def ours(index):
         planner = Planner(index, S_DIST, hyp, batch_size=16, seed=2)

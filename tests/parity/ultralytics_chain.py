@@ -21,6 +21,28 @@ def ul_dataset(data_yaml, imgsz: int, **hyp):
                        hyp=get_cfg(overrides=hyp or None), batch_size=8)
 
 
+def stock_boxes(data_yaml, imgsz: int, hyp: dict, batch: int, samples: int, seed: int):
+    """Ultralytics' real training pipeline (``build_yolo_dataset``, ``ds[i]`` in index order, as an unshuffled
+    epoch reads): (boxes per sample, (N, 4) normalized xywh boxes) over ``samples`` samples."""
+    import random
+
+    from ultralytics.cfg import get_cfg
+    from ultralytics.data import build_yolo_dataset
+    from ultralytics.data.utils import check_det_dataset
+
+    data = check_det_dataset(str(data_yaml))
+    ds = build_yolo_dataset(get_cfg(overrides={"imgsz": imgsz, **hyp}), data["train"], batch, data, mode="train",
+                            stride=32)
+    random.seed(seed)
+    np.random.seed(seed)
+    counts, boxes = [], []
+    for j in range(samples):
+        out = ds[j % len(ds)]
+        counts.append(len(out["cls"]))
+        boxes.append(out["bboxes"].numpy().reshape(-1, 4))
+    return counts, np.concatenate(boxes)
+
+
 def ul_pre(ds, plan, flips):
     """Ultralytics' mosaic (or single image) + RandomPerspective with our plan's parameters."""
     from ultralytics.data.augment import Mosaic, RandomPerspective
