@@ -16,7 +16,9 @@
   machine is not run; its projection is reported instead.
 * ``quick``: a CI-sized smoke run (48 small images, imgsz 320, batch 8, one round).
 
-Every contender runs in its own subprocess (``child.py``):
+Every contender runs in its own subprocess (``child.py``), all of them (stock's worker processes and the
+ceilings included) with the glibc allocator setting our CPU engine applies to its own process
+(``loader/allocator.py``, passed as ``GLIBC_TUNABLES``), so that ratios compare loaders, not allocators:
 
 * ``stock-wN``: Ultralytics' real ``build_yolo_dataset`` + ``build_dataloader`` with
   ``workers=N`` (default hyperparameters). ``build_dataloader`` caps workers at
@@ -65,7 +67,12 @@ DEMO_DIR = Path(".demo/bench")
 
 def run_child(spec: RunSpec, timeout: float) -> dict:
     """Measure ``spec`` in a subprocess; the row, or ``{"name", "error"}`` with the end of its stderr."""
+    from loader.allocator import glibc_tunables
+
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    if (tunables := glibc_tunables()) and "GLIBC_TUNABLES" not in env:
+        # every row (stock's processes, the ceilings) with the allocator setting our CPU engine applies to itself
+        env["GLIBC_TUNABLES"] = tunables
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         result = Path(tmp) / "row.json"
         try:

@@ -31,7 +31,10 @@ class CpuEngine(Engine):
     name, device = "cpu", "cpu"
 
     def __init__(self, source, workers: int):
+        from ..allocator import tune_allocator
+
         self.source = source
+        self.allocator_tuned = tune_allocator()  # decode-size buffers stay in the heap (see loader/allocator.py)
         if workers > 1:
             _single_threaded_opencv()
 
@@ -40,6 +43,9 @@ class CpuEngine(Engine):
         plans = plans.plans() if isinstance(plans, PlanBatch) else plans
         for plan, o in zip(plans, out, strict=True):
             opencv.paint(plan, self.source.get, o)
+
+    def stats(self) -> dict:
+        return {"allocator_tuned": self.allocator_tuned}
 
     def tasks(self, work) -> list:
         return [(self._sample, (work, j)) for j in range(len(work))]
