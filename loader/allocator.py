@@ -5,8 +5,9 @@ mapping and unmaps it on free, so each decode faults its frame in page by page a
 per image here) while the other painter thread waits on the same address-space lock. Raising the mmap and
 trim thresholds keeps freed frames in the heap for the next decode. Measured on 2 cores, 896 px, batch 32,
 1920x1080 JPEGs, 2 painter threads, 2 interleaved rounds: 160.6 -> 182.9 img/s, 12.0 -> 10.7 ms CPU per image,
-faults 9 per image. The bench runs stock's processes with the same setting (``GLIBC_TUNABLES``), so ratios stay
-fair. ``YOLO_LOADER_MALLOC=0`` leaves the allocator alone.
+faults 9 per image, for ~0.2 GiB more PSS. The bench's ceilings run with the same setting (``GLIBC_TUNABLES``);
+stock's rows keep glibc's defaults: with the setting stock ran no faster and held ~0.5 GiB more PSS
+(``integration/bench/main.py``). ``YOLO_LOADER_MALLOC=0`` leaves the allocator alone.
 """
 
 from __future__ import annotations
