@@ -32,7 +32,8 @@ class BatchWork:
     pixels go to (``out``: (B, H, W, 3)), its plans (``batch()``: one ``PlanBatch``, planned once by the first
     caller), ``attempt`` (the bad-data policy) and ``final()``, the plans as painted (replacements included)."""
 
-    PLANNED = _Planned()  # ``attempt(j, step, PLANNED)``: step gets this for the planned sample, a Plan for a replacement
+    # ``attempt(j, step, PLANNED)``: step gets this for the planned sample, a Plan for a replacement
+    PLANNED = _Planned()
 
     def __init__(self, b: int, lo: int, hi: int, out, epoch: int, order: np.ndarray, schedule, policy):
         self.b, self.lo, self.hi, self.out, self.epoch, self.order = b, lo, hi, out, epoch, order

@@ -72,7 +72,8 @@ def run_child(spec: RunSpec, timeout: float) -> dict:
     from loader.allocator import glibc_tunables
 
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    if spec.kind in ("decode", "cached-ceiling") and (tunables := glibc_tunables()) and "GLIBC_TUNABLES" not in env:
+    tunables = glibc_tunables()
+    if spec.kind in ("decode", "cached-ceiling") and tunables and "GLIBC_TUNABLES" not in env:
         env["GLIBC_TUNABLES"] = tunables  # a ceiling with the allocator setting our CPU engine applies to itself
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         result = Path(tmp) / "row.json"

@@ -83,8 +83,8 @@ def test_split_mixing_boxes_and_polygons_trains_on_boxes_as_stock(polygon_set, c
     labels = sorted((y.parent / "labels" / "train").glob("*.txt"))
     rows = _label_rows(labels[3])
     pts = np.array(rows[0][1:]).reshape(-1, 2)
-    labels[3].write_text(f"{int(rows[0][0])} {(pts[:, 0].min() + pts[:, 0].max()) / 2:.6f} "
-                         f"{(pts[:, 1].min() + pts[:, 1].max()) / 2:.6f} {np.ptp(pts[:, 0]):.6f} {np.ptp(pts[:, 1]):.6f}\n")
+    centre, size = (pts.min(0) + pts.max(0)) / 2, np.ptp(pts, 0)
+    labels[3].write_text(f"{int(rows[0][0])} {centre[0]:.6f} {centre[1]:.6f} {size[0]:.6f} {size[1]:.6f}\n")
     mixed_file = labels[5].read_text() + "0 0.5 0.5 0.1 0.1\n"
     labels[5].write_text(mixed_file)
     index = build_index(y, verbose=False)
