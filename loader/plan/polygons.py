@@ -216,7 +216,8 @@ def canvas_polygon_boxes(seg_off: np.ndarray, seg_xy: np.ndarray, rows: np.ndarr
     wh32, pad32 = wh.astype(np.float32), pad.astype(np.float32)
     placed = raw * wh32[pt_row] + pad32[pt_row]  # Instances.denormalize, add_padding (float32)
     limit = np.float32(2 * size)
-    leaves = np.bincount(pt_row, ((placed < 0) | (placed > limit)).any(1), minlength=len(rows)) > 0
+    outside = ((placed < 0) | (placed > limit)).any(1)
+    leaves = np.bincount(pt_row, outside, minlength=len(rows)) > 0
     dense = clip & leaves
     if dense.any():
         # mosaic rows whose points leave the canvas: the points stock's resampling puts on the edges that leave
@@ -227,11 +228,10 @@ def canvas_polygon_boxes(seg_off: np.ndarray, seg_xy: np.ndarray, rows: np.ndarr
         if part.any():
             d = np.nonzero(part)[0]
             sel = part[pt_row]
-            out_pt = ((placed[sel] < 0) | (placed[sel] > limit)).any(1)
+            p0, out_pt = placed[sel], outside[sel]
             ends = np.cumsum(lens[d])
-            nxt = np.arange(len(out_pt)) + 1
+            nxt = np.arange(len(p0)) + 1
             nxt[ends - 1] = ends - lens[d]
-            p0 = placed[sel]
             delta = p0[nxt] - p0
             with np.errstate(divide="ignore", invalid="ignore"):
                 near = np.concatenate([-p0 / delta, (limit - p0) / delta], 1)  # crossings of x, y = 0 and 2s
