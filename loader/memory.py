@@ -3,7 +3,7 @@ CPU time, both over the same walk of the tree."""
 
 from __future__ import annotations
 
-__all__ = ["tree_processes", "tree_pss", "tree_pss_file", "tree_cpu_seconds"]
+__all__ = ["tree_processes", "tree_pss", "tree_pss_file", "tree_cpu_seconds", "tree_minor_faults"]
 
 
 def tree_processes(pid: int | None = None) -> list:
@@ -45,6 +45,19 @@ def tree_pss_file(pid: int | None = None) -> int:
         except OSError:
             pass
     return total
+
+
+def tree_minor_faults(pid: int | None = None, seen: dict[int, int] | None = None) -> int:
+    """Minor page faults of the tree (``/proc/PID/stat``; 0 where there is none): what a fresh mapping per
+    decoded frame costs. ``seen`` as in ``tree_cpu_seconds``."""
+    seen = {} if seen is None else seen
+    for p in tree_processes(pid):
+        try:
+            with open(f"/proc/{p.pid}/stat", "rb") as f:
+                seen[p.pid] = int(f.read().rsplit(b")", 1)[1].split()[7])  # minflt, after the command's name
+        except (OSError, IndexError, ValueError):
+            pass
+    return sum(seen.values())
 
 
 def tree_cpu_seconds(pid: int | None = None, seen: dict[int, float] | None = None) -> float:

@@ -12,7 +12,7 @@ import threading
 import time
 from pathlib import Path
 
-from loader.memory import tree_cpu_seconds, tree_pss, tree_pss_file
+from loader.memory import tree_cpu_seconds, tree_minor_faults, tree_pss, tree_pss_file
 
 from .contenders import build, cached_ceiling, decode_only
 from .spec import RunSpec
@@ -29,12 +29,16 @@ class TreeMeter:
         self.samples: list[tuple[float, int]] = []
         self.file_peak = 0
         self._seen: dict[int, float] = {}
+        self._faults: dict[int, int] = {}
         self._stop = threading.Event()
         self._th = threading.Thread(target=self._run, daemon=True, name="bench-meter")
         self._th.start()
 
     def cpu_seconds(self) -> float:
         return tree_cpu_seconds(seen=self._seen)
+
+    def minor_faults(self) -> int:
+        return tree_minor_faults(seen=self._faults)
 
     def _run(self):
         while not self._stop.is_set():
@@ -97,7 +101,7 @@ def measure(spec: RunSpec) -> dict:
             break
     # every worker process delivers at least two timed batches (its batches arrive in bursts)
     n_batches = max(spec.batches, 2 * c.workers) if spec.kind == "stock" else spec.batches
-    t0, c0 = time.perf_counter(), meter.cpu_seconds()
+    t0, c0, f0 = time.perf_counter(), meter.cpu_seconds(), meter.minor_faults()
     n_img = 0
     for _ in range(n_batches):
         batch = next_batch()
@@ -109,13 +113,14 @@ def measure(spec: RunSpec) -> dict:
         del batch
         if spec.delay:
             time.sleep(spec.delay)
-    t1, c1 = time.perf_counter(), meter.cpu_seconds()
+    t1, c1, f1 = time.perf_counter(), meter.cpu_seconds(), meter.minor_faults()
     meter.close()
     timed = [p for t, p in meter.samples if t0 <= t <= t1] or [meter.samples[-1][1]]
     peak = max(p for _, p in meter.samples)
     row = {"name": spec.name, "kind": spec.kind, "forced": spec.forced, "workers_requested": spec.workers,
            "workers_effective": c.workers,
            "img_s": n_img / (t1 - t0), "it_s": n_batches / (t1 - t0), "cpu_s_per_img": (c1 - c0) / n_img,
+           "faults_per_img": (f1 - f0) / n_img,
            "cores_busy": (c1 - c0) / (t1 - t0), "pss_peak_gib": peak / 2**30, "pss_peak_bytes": peak,
            "pss_steady_gib": statistics.median(timed) / 2**30, "warmup_batches": warm, "drained_batches": drained,
            "build_s": build_s, "images_timed": n_img, "batches_timed": n_batches, "cache": spec.cache,

@@ -160,7 +160,7 @@ def _throughput_headline(rows: dict[str, dict], ours: str) -> list[str]:
 
 def print_table(table: list[dict]) -> None:
     cols = ("name", "workers", "img/s (median)", "min-max", "it/s", "x best stock", "CPU ms/img", "cores busy",
-            "PSS peak GiB", "PSS steady GiB", "rounds")
+            "PSS peak GiB", "PSS steady GiB", "rounds", "faults/img")
     print(" | ".join(f"{c:>14s}" for c in cols))
     for r in table:
         if "error" in r:
@@ -192,7 +192,7 @@ def print_table(table: list[dict]) -> None:
         print(f"{r['name']:>14s} | {_workers(r):>14s} | {r['img_s']:14.1f} | "
               f"{r['img_s_min']:6.1f}-{r['img_s_max']:<7.1f} | {r['it_s']:14.2f} | {x:>14s} | "
               f"{1000 * r['cpu_s_per_img']:14.1f} | {r.get('cores_busy', 0):14.2f} | {r['pss_peak_gib']:14.2f} | "
-              f"{r['pss_steady_gib']:14.2f} | {r.get('rounds', 1):>14}")
+              f"{r['pss_steady_gib']:14.2f} | {r.get('rounds', 1):>14} | {r.get('faults_per_img', float('nan')):14.0f}")
     if any(r.get("distinguishable_from_best_stock") is False for r in table):
         print("(~: not distinguishable from the best stock row: their min-max spreads overlap)")
     for line in cache_lines(table):

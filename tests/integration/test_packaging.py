@@ -77,6 +77,26 @@ def test_cli_demo_data_and_index(tmp_path):
     assert r.returncode == 2 and "1920x1080" in r.stderr
 
 
+def test_tree_minor_faults_count_children_and_keep_exited_ones():
+    """The bench's faults per image: a child touching 50 MB page by page (no huge pages: a fresh 4 KiB-aligned
+    mapping, madvise'd off) is counted, and still counted by its last reading after it exits."""
+    from loader.memory import tree_minor_faults
+
+    seen: dict[int, int] = {}
+    before = tree_minor_faults(seen=seen)
+    code = ("import mmap, time; m = mmap.mmap(-1, 50 << 20); m.madvise(mmap.MADV_NOHUGEPAGE)\n"
+            "for i in range(0, 50 << 20, 4096): m[i] = 1\nprint('ready', flush=True); time.sleep(30)")
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "ready"
+        during = tree_minor_faults(seen=seen)
+        assert during > before + 10_000  # 12,800 pages touched
+    finally:
+        child.kill()
+        child.wait()
+    assert tree_minor_faults(seen=seen) >= during  # exited: its last reading stays in
+
+
 def test_tree_pss_counts_children():
     from loader.memory import tree_pss
 
