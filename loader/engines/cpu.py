@@ -55,9 +55,6 @@ class CpuEngine(Engine):
         and works out its geometry on arrays (``BatchGeometry``: off the consumer's thread, once per batch); an
         unreadable image is replaced by the work's policy (a replacement plan is painted on its own)."""
         geo = work.derived("opencv", opencv.BatchGeometry)
-        if geo.simple[j]:
-            step = lambda p: geo.paint_sample(j, self.source.get, work.out[j]) if p is work.PLANNED \
-                else opencv.paint(p, self.source.get, work.out[j])  # noqa: E731
-            work.attempt(j, step, work.PLANNED)
-        else:
-            work.attempt(j, lambda p: opencv.paint(p, self.source.get, work.out[j]))
+        step = lambda p: geo.paint_sample(j, self.source.get, work.out[j]) if p is work.PLANNED \
+            else opencv.paint(p, self.source.get, work.out[j])  # noqa: E731
+        work.attempt(j, step, work.PLANNED if geo.simple[j] else None)

@@ -136,7 +136,8 @@ def _cvt_into(src: np.ndarray, code: int, dst: np.ndarray | None = None) -> None
 
 def _tiles_boxes(M: np.ndarray, tile_crop: np.ndarray, tile_at: np.ndarray, tile_off: np.ndarray,
                  out_hw: tuple[int, int]) -> np.ndarray:
-    """``_tiles_box`` for B affine canvases at once: (B, 4) Y0, Y1, X0, X1 (0s for a canvas without tiles)."""
+    """For B affine canvases: (B, 4) Y0, Y1, X0, X1, the output pixels that can see a tile (the tiles' canvas box,
+    plus the interpolation margin, through M); every pixel outside is 114 after the warp (0s: no tile seen)."""
     B = len(M)
     x0 = np.full(B, np.inf)
     y0 = np.full(B, np.inf)
@@ -165,14 +166,10 @@ def _tiles_box(plan: Plan, window) -> tuple[int, int, int, int] | None:
     through M). Every pixel outside it is 114 after the warp. None for perspective (no box is cheap to trust)."""
     if plan.perspective:
         return None
-    boxes = [(t.at[0], t.at[1], t.at[0] + t.crop[2] - t.crop[0], t.at[1] + t.crop[3] - t.crop[1]) for t in plan.tiles]
-    x0, y0 = min(b[0] for b in boxes) - 2, min(b[1] for b in boxes) - 2
-    x1, y1 = max(b[2] for b in boxes) + 2, max(b[3] for b in boxes) + 2
-    pts = np.array([[x0, y0, 1], [x1, y0, 1], [x0, y1, 1], [x1, y1, 1]], np.float64) @ plan.M.T
-    H, W = plan.out_hw
-    X0, Y0 = (max(int(np.floor(v)) - 1, 0) for v in pts[:, :2].min(0))
-    X1, Y1 = min(int(np.ceil(pts[:, 0].max())) + 2, W), min(int(np.ceil(pts[:, 1].max())) + 2, H)
-    return (Y0, Y1, X0, X1) if Y1 > Y0 and X1 > X0 else (0, 0, 0, 0)
+    crop = np.array([t.crop for t in plan.tiles], np.int64).reshape(-1, 4)
+    at = np.array([t.at for t in plan.tiles], np.int64).reshape(-1, 2)
+    box = _tiles_boxes(plan.M[None], crop, at, np.array([0, len(crop)]), plan.out_hw)[0]
+    return tuple(int(v) for v in box)
 
 
 def paint_geometry(plan: Plan, load, out: np.ndarray):
@@ -257,7 +254,7 @@ class BatchGeometry:
         has_hsv = np.zeros(B, bool) if batch.hsv is None else ~np.isnan(batch.hsv[:, 0])
         self.luts = hsv_luts_batch(np.where(has_hsv[:, None], batch.hsv, 0.0)) if has_hsv.any() else None
         self.has_hsv = has_hsv.tolist()
-        self.fill = [int(v) for v in np.full(B, FILL)]
+        self.fill = [FILL] * B
         if self.luts is not None:  # 114 is grey: HSV (0, 0, 114), through the tables, back to grey
             hsv = np.stack([self.luts[:, 0, 0], self.luts[:, 0, 1], self.luts[:, FILL, 2]], 1)[None]
             grey = cv2.cvtColor(np.ascontiguousarray(hsv), cv2.COLOR_HSV2RGB)[0]
