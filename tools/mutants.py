@@ -8,7 +8,7 @@ whole suite (without the scale tier) before it is called survived.
     .venv/bin/python tools/mutants.py --list
 
 Exit status 1 when any mutant survives. The scratch copy is the working tree's tracked files (uncommitted
-edits included) under a temporary folder; the venv is this repository's (``python -m pytest`` run in the
+edits included) and the built HSV kernel under a temporary folder; the venv is this repository's (``python -m pytest`` run in the
 copy imports the copy's ``loader`` and ``integration``, which come first on ``sys.path``).
 """
 
@@ -55,8 +55,13 @@ MUTANTS = {
     "boxes-unclipped": ("loader/plan/planner.py", "new = np.clip(new, 0, s)", "new = new",
                         "tests/parity/test_parity_ultralytics.py tests/parity/test_consistency.py"),
     # kernels
-    "hue-mod-179": ("loader/kernels/opencv.py", "lut_hue = ((x + r[:, :1] * 180) % 180)",
+    "hue-mod-179": ("loader/kernels/hsv.py", "lut_hue = ((x + r[:, :1] * 180) % 180)",
                     "lut_hue = ((x + r[:, :1] * 180) % 179)", "tests/parity/test_parity_ultralytics.py"),
+    # the HSV step's columns: which of them Ultralytics' full-frame OpenCV call converted in its vector code
+    "hsv-flip-not-mirrored": ("loader/kernels/hsv.py", "return (frame_w - v, frame_w) if flip_lr else (0, v)",
+                              "return (0, v)", "tests/unit/kernels/test_hsv_native.py"),
+    "hsv-opencv-box-not-widened": ("loader/kernels/hsv.py", "e = lo + -(-(e - lo) // b) * b", "e = e",
+                                   "tests/unit/kernels/test_hsv_native.py"),
     # batch assembly and the adapter
     "batch-idx-shifted": ("loader/batch.py", "batch_idx = np.repeat(np.arange(len(batch), dtype=np.float32), counts)",
                           "batch_idx = np.repeat(np.arange(1, len(batch) + 1, dtype=np.float32), counts)",
@@ -103,6 +108,8 @@ def _copy_tree(dest: Path) -> None:
         if src.is_file():
             (dest / f.decode()).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / f.decode())
+    for built in ROOT.glob("loader/kernels/_hsv*.so"):  # the compiled kernel (pip builds it in place; untracked)
+        shutil.copy2(built, dest / built.relative_to(ROOT))
 
 
 def _pytest(copy: Path, args: list[str], timeout: int) -> tuple[bool, str, float]:

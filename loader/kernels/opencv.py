@@ -2,8 +2,8 @@
 
 The part of the mosaic canvas the output sees is assembled (the tiles' visible crops, 114 where no tile is)
 and warped once with the plan's matrix (flips, scale, translation, rotation, shear, perspective), as
-Ultralytics' ``Mosaic`` + ``RandomPerspective`` do; then mixup (Ultralytics' float blend), HSV through one
-3-channel LUT, and the BGR->RGB swap folded into the HSV->RGB conversion.
+Ultralytics' ``Mosaic`` + ``RandomPerspective`` do; then mixup (Ultralytics' float blend), then HSV with the
+BGR->RGB swap folded in (``hsv.py``: Ultralytics' bytes on the box of pixels that can see a tile, in one pass).
 
 One route for every plan. An earlier "axis-aligned" route warped each tile into the output pixels it
 covered, skipping the canvas; at every seam its border pixels blended with grey instead of the neighbouring
@@ -21,6 +21,7 @@ import threading
 import cv2
 import numpy as np
 
+from .hsv import apply_hsv, hsv_luts_batch
 from ..plan import FILL, Plan, PlanBatch, paste_regions, translate, visible_window, visible_windows, window_pastes
 
 __all__ = ["paint", "paint_geometry", "finish", "hsv_luts", "hsv_luts_batch", "apply_hsv", "BatchGeometry"]
@@ -93,45 +94,10 @@ def _compose(plan: Plan, images: list[np.ndarray], window: tuple[int, int, int, 
     return sub
 
 
-def hsv_luts_batch(r: np.ndarray) -> np.ndarray:
-    """Ultralytics' ``RandomHSV`` tables for gains ``r`` (B, 3) (already times the hyp gains): (B, 256, 3) uint8,
-    the hue, saturation and value table of each sample."""
-    r = np.asarray(r, np.float64).reshape(-1, 3)
-    x = np.arange(0, 256, dtype=np.float64)
-    lut_hue = ((x + r[:, :1] * 180) % 180).astype(np.uint8)
-    lut_sat = np.clip(x * (r[:, 1:2] + 1), 0, 255).astype(np.uint8)
-    lut_val = np.clip(x * (r[:, 2:3] + 1), 0, 255).astype(np.uint8)
-    lut_sat[:, 0] = 0
-    return np.stack([lut_hue, lut_sat, lut_val], -1)
-
-
 def hsv_luts(r: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The three tables of one sample (see ``hsv_luts_batch``)."""
     t = hsv_luts_batch(r)[0]
     return t[:, 0], t[:, 1], t[:, 2]
-
-
-def apply_hsv(img_bgr: np.ndarray, r: np.ndarray | None, to_rgb: bool, lut: np.ndarray | None = None) -> None:
-    """HSV jitter in place, ending in RGB (``to_rgb``) or BGR channel order. ``lut``: the tables of ``r`` made
-    already (``hsv_luts_batch(r)``: a plan painted in several parts builds them once).
-
-    (Split / per-plane LUT / merge is faster in isolation but measured slower inside the
-    loader, 105 vs 125 img/s in an ad-hoc run: more memory traffic across threads.)
-    """
-    if r is None:
-        if to_rgb:
-            _cvt_into(img_bgr, cv2.COLOR_BGR2RGB)
-        return
-    hsv = cv2.cvtColor(img_bgr, cv2.COLOR_BGR2HSV)
-    cv2.LUT(hsv, (hsv_luts_batch(r) if lut is None else lut).reshape(1, 256, 3), dst=hsv)
-    _cvt_into(hsv, cv2.COLOR_HSV2RGB if to_rgb else cv2.COLOR_HSV2BGR, img_bgr)
-
-
-def _cvt_into(src: np.ndarray, code: int, dst: np.ndarray | None = None) -> None:
-    dst = src if dst is None else dst
-    res = cv2.cvtColor(src, code, dst=dst)
-    if not _same_buffer(res, dst):
-        dst[...] = res
 
 
 def _tiles_boxes(M: np.ndarray, tile_crop: np.ndarray, tile_at: np.ndarray, tile_off: np.ndarray,
@@ -208,8 +174,7 @@ def paint(plan: Plan, load, out: np.ndarray) -> None:
     if plan.mix is None and plan.cut is None and box is not None:
         lut = None if plan.hsv is None else hsv_luts_batch(plan.hsv)
         Y0, Y1, X0, X1 = box
-        if Y1 > Y0 and X1 > X0:
-            apply_hsv(out[Y0:Y1, X0:X1], plan.hsv, not plan.keep_bgr, lut)
+        apply_hsv(out, plan.hsv, not plan.keep_bgr, lut, box, plan.flips[1])
         _fill_uncovered(out, [box], _final_fill(plan, lut))
         return
     other = cut = None
@@ -260,6 +225,7 @@ class BatchGeometry:
             grey = cv2.cvtColor(np.ascontiguousarray(hsv), cv2.COLOR_HSV2RGB)[0]
             self.fill = [int(g[0]) if h else FILL for g, h in zip(grey, has_hsv)]
         self.keep_bgr = batch.keep_bgr.tolist()
+        self.flip_lr = batch.flips[:, 1].tolist()
         self.M = batch.M
 
     def paint_sample(self, j: int, load, out: np.ndarray) -> None:
@@ -280,10 +246,8 @@ class BatchGeometry:
                 rects.append((dy, dy + h, dx, dx + w))
             _fill_uncovered(sub, rects)
         _warp_into(sub, self.M[j] @ translate(cx0, cy0), out, cv2.BORDER_CONSTANT)
-        Y0, Y1, X0, X1 = self.box[j]
-        if Y1 > Y0 and X1 > X0:
-            apply_hsv(out[Y0:Y1, X0:X1], self.batch.hsv[j] if self.has_hsv[j] else None, not self.keep_bgr[j],
-                      self.luts[j] if self.has_hsv[j] else None)
+        apply_hsv(out, self.batch.hsv[j] if self.has_hsv[j] else None, not self.keep_bgr[j],
+                  self.luts[j] if self.has_hsv[j] else None, tuple(self.box[j]), self.flip_lr[j])
         _fill_uncovered(out, [self.box[j]], (self.fill[j],) * 3)
 
 
@@ -307,4 +271,4 @@ def finish(plan: Plan, out: np.ndarray, other: np.ndarray | None = None, cut: np
     if plan.cut is not None:
         x1, y1, x2, y2 = plan.cut_area
         out[y1:y2, x1:x2] = cut[y1:y2, x1:x2]
-    apply_hsv(out, plan.hsv, to_rgb=not plan.keep_bgr)
+    apply_hsv(out, plan.hsv, not plan.keep_bgr, flip_lr=plan.flips[1])

@@ -1,0 +1,288 @@
+/* Ultralytics' RandomHSV in one pass, bitwise: BGR -> HSV -> the three 256-entry tables -> BGR or RGB.
+
+   Ultralytics runs cv2.cvtColor(BGR2HSV), cv2.LUT and cv2.cvtColor(HSV2BGR) over the whole image: three passes
+   over 2.4 MB at 896 px (2.6 ms on one core here), the middle one a scalar table loop. This file computes the
+   same bytes in one pass over 64-pixel blocks (AVX-512 VBMI: the tables are register permutations), ~2x faster.
+
+   Same bytes means OpenCV's own arithmetic, which is not one function of the pixel:
+   - BGR2HSV (8-bit) is integer arithmetic with OpenCV's division tables; its vector and scalar code agree.
+   - HSV2BGR (8-bit) works in float32. OpenCV's vector code truncates the final x*255 and its scalar tail
+     (the last pixels of a row that do not fill a vector block) rounds it, and the two compute the hue sector
+     differently; the builds we checked contract a*b+c into FMA instructions. So a pixel's result depends on
+     whether it fell in the vector part of its row in Ultralytics' full-frame call: the caller passes that range
+     [tlo, thi) (see loader/kernels/hsv.py, which measures the vector block of the OpenCV at hand and checks
+     this code against it before using it) and `fma`.
+   Loaded with ctypes (which releases the GIL for the call); a Python module only so that pip builds it. */
+
+#include <Python.h>
+#include <math.h>
+#include <stdint.h>
+
+static int32_t SDIV[256], HDIV[256]; /* OpenCV's RGB2HSV_b tables: round((255 << 12) / i), round((180 << 12) / (6 i)) */
+
+static void init_tables(void) {
+    SDIV[0] = HDIV[0] = 0;
+    for (int i = 1; i < 256; i++) {
+        SDIV[i] = (int32_t)lrint((double)(255 << 12) / (1. * i));
+        HDIV[i] = (int32_t)lrint((double)(180 << 12) / (6. * i));
+    }
+}
+
+static inline float fnm1(float a, float b, int fma) { return fma ? fmaf(-a, b, 1.0f) : 1.0f - a * b; }
+
+static inline uint8_t sat8(int32_t x) { return (uint8_t)(x < 0 ? 0 : x > 255 ? 255 : x); }
+
+/* One pixel, any position: the scalar code of RGB2HSV_b, the tables, then HSV2RGB_simd + truncation (vec) or
+   HSV2RGB_native + rounding (!vec). */
+static inline void pixel(const uint8_t *p, uint8_t *q, const uint8_t *lut, int vec, int bi, int fma) {
+    int b = p[0], g = p[1], r = p[2];
+    int v = b > g ? b : g;
+    v = v > r ? v : r;
+    int vmin = b < g ? b : g;
+    vmin = vmin < r ? vmin : r;
+    int diff = v - vmin;
+    int vr = v == r ? -1 : 0, vg = v == g ? -1 : 0;
+    int s = (diff * SDIV[v] + (1 << 11)) >> 12;
+    int h = (vr & (g - b)) + (~vr & ((vg & (b - r + 2 * diff)) + ((~vg) & (r - g + 4 * diff))));
+    h = (h * HDIV[diff] + (1 << 11)) >> 12;
+    h += h < 0 ? 180 : 0;
+    const float hscale = 6.0f / 180;
+    float hf = (float)lut[h], sf = (float)lut[256 + s] * (1.0f / 255.0f), vf = (float)lut[512 + v] * (1.0f / 255.0f);
+    float ob, og, orr;
+    int ib, ig, ir;
+    if (vec) {
+        hf = hf * hscale;
+        float pre = (float)(int)hf;
+        hf = hf - pre;
+        float t0 = vf, t1 = vf * (1.0f - sf), t2 = vf * fnm1(sf, hf, fma), t3 = vf * fnm1(sf, 1.0f - hf, fma);
+        float sec = pre - (float)(int)(pre * (1.0f / 6.0f)) * 6.0f;
+        ob = sec < 2.0f ? t1 : t0; ob = sec == 2.0f ? t3 : ob; ob = sec > 4.0f ? t2 : ob;
+        og = sec < 1.0f ? t3 : t0; og = sec == 3.0f ? t2 : og; og = sec > 3.0f ? t1 : og;
+        orr = sec < 1.0f ? t0 : t1; orr = sec == 1.0f ? t2 : orr; orr = sec == 4.0f ? t3 : orr; orr = sec > 4.0f ? t0 : orr;
+        ib = (int)(ob * 255.0f); ig = (int)(og * 255.0f); ir = (int)(orr * 255.0f);
+    } else {
+        if (sf == 0) {
+            ob = og = orr = vf;
+        } else {
+            static const int sd[6][3] = {{1, 3, 0}, {1, 0, 2}, {3, 0, 1}, {0, 2, 1}, {0, 1, 3}, {2, 1, 0}};
+            float tab[4];
+            hf *= hscale;
+            hf = fmodf(hf, 6.f);
+            int sector = (int)floorf(hf);
+            hf -= sector;
+            if ((unsigned)sector >= 6u) { sector = 0; hf = 0.f; }
+            tab[0] = vf; tab[1] = vf * (1.f - sf); tab[2] = vf * fnm1(sf, hf, fma); tab[3] = vf * fnm1(sf, 1.f - hf, fma);
+            ob = tab[sd[sector][0]]; og = tab[sd[sector][1]]; orr = tab[sd[sector][2]];
+        }
+        ib = (int)lrintf(ob * 255.0f); ig = (int)lrintf(og * 255.0f); ir = (int)lrintf(orr * 255.0f);
+    }
+    q[bi] = sat8(ib); q[1] = sat8(ig); q[bi ^ 2] = sat8(ir);
+}
+
+static void row_scalar(const uint8_t *src, uint8_t *dst, int n, const uint8_t *lut, int tlo, int thi, int bi, int fma) {
+    for (int x = 0; x < n; x++) pixel(src + 3 * x, dst + 3 * x, lut, x >= tlo && x < thi, bi, fma);
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define HAVE_AVX512 1
+#define TGT __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vbmi,fma,avx2")))
+
+static uint8_t DI[3][2][64]; /* deinterleave: channel c of 64 pixels from bytes (0..127) and (64..191) */
+static uint64_t DM[3];       /* lanes of channel c that come from the second permutation */
+static uint8_t II[3][2][64]; /* interleave: output vector q from channels (0, 1), then channel 2 */
+static uint64_t IM[3];       /* bytes of output vector q that are channel 2 */
+
+static void init_shuffles(void) {
+    for (int c = 0; c < 3; c++) {
+        DM[c] = 0;
+        for (int k = 0; k < 64; k++) {
+            int j = 3 * k + c;
+            DI[c][0][k] = (uint8_t)(j < 128 ? j : 0);
+            DI[c][1][k] = (uint8_t)(j >= 128 ? j - 64 : 0);
+            if (j >= 128) DM[c] |= 1ULL << k;
+        }
+    }
+    for (int q = 0; q < 3; q++) {
+        IM[q] = 0;
+        for (int i = 0; i < 64; i++) {
+            int j = 64 * q + i, ch = j % 3, lane = j / 3;
+            II[q][0][i] = (uint8_t)(ch == 0 ? lane : ch == 1 ? 64 + lane : 0);
+            II[q][1][i] = (uint8_t)lane;
+            if (ch == 2) IM[q] |= 1ULL << i;
+        }
+    }
+}
+
+/* a 256-entry byte table (4 registers) at 64 indexes */
+TGT static inline __m512i lut256(__m512i idx, const __m512i *T) {
+    __m512i lo = _mm512_permutex2var_epi8(T[0], idx, T[1]);
+    __m512i hi = _mm512_permutex2var_epi8(T[2], idx, T[3]);
+    return _mm512_mask_blend_epi8(_mm512_movepi8_mask(idx), lo, hi);
+}
+
+TGT static inline __m512i widen(__m512i z, int i) { /* bytes 16 i .. 16 i + 15 as int32 */
+    switch (i) {
+        case 0: return _mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32(z, 0));
+        case 1: return _mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32(z, 1));
+        case 2: return _mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32(z, 2));
+        default: return _mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32(z, 3));
+    }
+}
+
+TGT static inline __m512i narrow(const __m512i *a) { /* four int32 vectors (values 0..255) as 64 bytes */
+    __m512i z = _mm512_castsi128_si512(_mm512_cvtepi32_epi8(a[0]));
+    z = _mm512_inserti32x4(z, _mm512_cvtepi32_epi8(a[1]), 1);
+    z = _mm512_inserti32x4(z, _mm512_cvtepi32_epi8(a[2]), 2);
+    return _mm512_inserti32x4(z, _mm512_cvtepi32_epi8(a[3]), 3);
+}
+
+/* 64 pixels, all in the vector part: RGB2HSV_b's vector arithmetic (the division tables as IEEE float32
+   quotients rounded to nearest, which equal OpenCV's double ones for every index: checked over all 2^24 colours
+   by tests/unit/kernels/test_hsv_native.py), the tables, HSV2RGB_simd + truncation. */
+TGT static void block64(const uint8_t *src, uint8_t *dst, const __m512i *T, int bi, int fma) {
+    __m512i z0 = _mm512_loadu_si512(src), z1 = _mm512_loadu_si512(src + 64), z2 = _mm512_loadu_si512(src + 128);
+    __m512i ch[3];
+    for (int c = 0; c < 3; c++) {
+        __m512i a = _mm512_permutex2var_epi8(z0, _mm512_loadu_si512(DI[c][0]), z1);
+        __m512i b = _mm512_permutex2var_epi8(z1, _mm512_loadu_si512(DI[c][1]), z2);
+        ch[c] = _mm512_mask_blend_epi8(DM[c], a, b);
+    }
+    __m512i B = ch[0], G = ch[1], R = ch[2];
+    __m512i V = _mm512_max_epu8(B, _mm512_max_epu8(G, R));
+    __m512i D = _mm512_sub_epi8(V, _mm512_min_epu8(B, _mm512_min_epu8(G, R)));
+    __mmask64 mr = _mm512_cmpeq_epi8_mask(V, R), mg = _mm512_cmpeq_epi8_mask(V, G);
+    const __m512i half = _mm512_set1_epi32(1 << 11), zi = _mm512_setzero_si512(), k255i = _mm512_set1_epi32(255);
+    const __m512 zero = _mm512_setzero_ps();
+    __m512i hq[4], sq[4];
+    for (int i = 0; i < 4; i++) {
+        __m512i v = widen(V, i), d = widen(D, i), b = widen(B, i), g = widen(G, i), r = widen(R, i);
+        __m512 vf = _mm512_cvtepi32_ps(v), df = _mm512_cvtepi32_ps(d);
+        __mmask16 vz = _mm512_cmp_ps_mask(vf, zero, _CMP_EQ_OQ), dz = _mm512_cmp_ps_mask(df, zero, _CMP_EQ_OQ);
+        __m512i sdiv = _mm512_maskz_cvt_roundps_epi32((__mmask16)~vz, _mm512_div_ps(_mm512_set1_ps(1044480.0f), vf),
+                                                      _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        __m512i hdiv = _mm512_maskz_cvt_roundps_epi32((__mmask16)~dz, _mm512_div_ps(_mm512_set1_ps(122880.0f), df),
+                                                      _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        sq[i] = _mm512_srai_epi32(_mm512_add_epi32(_mm512_mullo_epi32(d, sdiv), half), 12);
+        __mmask16 r16 = (__mmask16)(mr >> (16 * i)), g16 = (__mmask16)(mg >> (16 * i));
+        __m512i hr = _mm512_sub_epi32(g, b);
+        __m512i hg = _mm512_add_epi32(_mm512_sub_epi32(b, r), _mm512_slli_epi32(d, 1));
+        __m512i hb = _mm512_add_epi32(_mm512_sub_epi32(r, g), _mm512_slli_epi32(d, 2));
+        __m512i h = _mm512_mask_blend_epi32(r16, _mm512_mask_blend_epi32(g16, hb, hg), hr);
+        h = _mm512_srai_epi32(_mm512_add_epi32(_mm512_mullo_epi32(h, hdiv), half), 12);
+        hq[i] = _mm512_mask_add_epi32(h, _mm512_cmplt_epi32_mask(h, zi), h, _mm512_set1_epi32(180));
+    }
+    __m512i H2 = lut256(narrow(hq), T), S2 = lut256(narrow(sq), T + 4), V2 = lut256(V, T + 8);
+    const __m512 one = _mm512_set1_ps(1.0f), k255 = _mm512_set1_ps(255.0f), inv255 = _mm512_set1_ps(1.0f / 255.0f);
+    __m512i ob[4], og[4], orr[4];
+    for (int i = 0; i < 4; i++) {
+        __m512 h = _mm512_cvtepi32_ps(widen(H2, i));
+        __m512 s = _mm512_mul_ps(_mm512_cvtepi32_ps(widen(S2, i)), inv255);
+        __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(widen(V2, i)), inv255);
+        h = _mm512_mul_ps(h, _mm512_set1_ps(6.0f / 180));
+        __m512 pre = _mm512_cvtepi32_ps(_mm512_cvttps_epi32(h));
+        h = _mm512_sub_ps(h, pre);
+        __m512 t0 = v, t1 = _mm512_mul_ps(v, _mm512_sub_ps(one, s)), t2, t3;
+        if (fma) {
+            t2 = _mm512_mul_ps(v, _mm512_fnmadd_ps(s, h, one));
+            t3 = _mm512_mul_ps(v, _mm512_fnmadd_ps(s, _mm512_sub_ps(one, h), one));
+        } else {
+            t2 = _mm512_mul_ps(v, _mm512_sub_ps(one, _mm512_mul_ps(s, h)));
+            t3 = _mm512_mul_ps(v, _mm512_sub_ps(one, _mm512_mul_ps(s, _mm512_sub_ps(one, h))));
+        }
+        __m512 sec = _mm512_sub_ps(pre, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvttps_epi32(
+            _mm512_mul_ps(pre, _mm512_set1_ps(1.0f / 6.0f)))), _mm512_set1_ps(6.0f)));
+        __mmask16 lt1 = _mm512_cmp_ps_mask(sec, one, _CMP_LT_OQ), e1 = _mm512_cmp_ps_mask(sec, one, _CMP_EQ_OQ);
+        __mmask16 lt2 = _mm512_cmp_ps_mask(sec, _mm512_set1_ps(2.0f), _CMP_LT_OQ);
+        __mmask16 e2 = _mm512_cmp_ps_mask(sec, _mm512_set1_ps(2.0f), _CMP_EQ_OQ);
+        __mmask16 e3 = _mm512_cmp_ps_mask(sec, _mm512_set1_ps(3.0f), _CMP_EQ_OQ);
+        __mmask16 gt3 = _mm512_cmp_ps_mask(sec, _mm512_set1_ps(3.0f), _CMP_GT_OQ);
+        __mmask16 e4 = _mm512_cmp_ps_mask(sec, _mm512_set1_ps(4.0f), _CMP_EQ_OQ);
+        __mmask16 gt4 = _mm512_cmp_ps_mask(sec, _mm512_set1_ps(4.0f), _CMP_GT_OQ);
+        __m512 b = _mm512_mask_blend_ps(lt2, t0, t1);
+        b = _mm512_mask_blend_ps(e2, b, t3);
+        b = _mm512_mask_blend_ps(gt4, b, t2);
+        __m512 g = _mm512_mask_blend_ps(lt1, t0, t3);
+        g = _mm512_mask_blend_ps(e3, g, t2);
+        g = _mm512_mask_blend_ps(gt3, g, t1);
+        __m512 r = _mm512_mask_blend_ps(lt1, t1, t0);
+        r = _mm512_mask_blend_ps(e1, r, t2);
+        r = _mm512_mask_blend_ps(e4, r, t3);
+        r = _mm512_mask_blend_ps(gt4, r, t0);
+        ob[i] = _mm512_min_epi32(_mm512_max_epi32(_mm512_cvttps_epi32(_mm512_mul_ps(b, k255)), zi), k255i);
+        og[i] = _mm512_min_epi32(_mm512_max_epi32(_mm512_cvttps_epi32(_mm512_mul_ps(g, k255)), zi), k255i);
+        orr[i] = _mm512_min_epi32(_mm512_max_epi32(_mm512_cvttps_epi32(_mm512_mul_ps(r, k255)), zi), k255i);
+    }
+    __m512i cb = narrow(ob), cg = narrow(og), cr = narrow(orr);
+    __m512i c0 = bi ? cr : cb, c2 = bi ? cb : cr;
+    for (int q = 0; q < 3; q++) {
+        __m512i a = _mm512_permutex2var_epi8(c0, _mm512_loadu_si512(II[q][0]), cg);
+        a = _mm512_mask_permutexvar_epi8(a, IM[q], _mm512_loadu_si512(II[q][1]), c2);
+        _mm512_storeu_si512(dst + 64 * q, a);
+    }
+}
+
+TGT static void row_avx512(const uint8_t *src, uint8_t *dst, int n, const uint8_t *lut, int tlo, int thi, int bi,
+                           int fma) {
+    __m512i T[12];
+    for (int i = 0; i < 12; i++) T[i] = _mm512_loadu_si512(lut + 64 * i);
+    int x = 0;
+    while (x < n) {
+        if (x >= tlo && x + 64 <= thi) {
+            block64(src + 3 * x, dst + 3 * x, T, bi, fma);
+            x += 64;
+            continue;
+        }
+        int e = x + 64 <= n ? x + 64 : n;
+        if (x < tlo && e > tlo) e = tlo; /* the vector range starts here: blocks from its start */
+        row_scalar(src + 3 * x, dst + 3 * x, e - x, lut, tlo - x, thi - x, bi, fma);
+        x = e;
+    }
+}
+
+static int has_avx512(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+           __builtin_cpu_supports("avx512vbmi") && __builtin_cpu_supports("fma");
+}
+#else
+#define HAVE_AVX512 0
+#endif
+
+static int use_vector = -1;
+
+/* 1 when the 64-pixel vector blocks run on this CPU; 0: the per-pixel code only (exact too, slower than OpenCV). */
+int hsv_vector(void) {
+    if (use_vector < 0) {
+        init_tables();
+#if HAVE_AVX512
+        init_shuffles();
+        use_vector = has_avx512();
+#else
+        use_vector = 0;
+#endif
+    }
+    return use_vector;
+}
+
+/* rows x cols pixels; lut: 768 bytes, the hue, saturation and value tables; [tlo, thi): the columns OpenCV's
+   HSV2BGR would have converted in its vector code; to_rgb: write RGB instead of BGR; src may be dst. */
+void hsv_apply(const uint8_t *src, long sstep, uint8_t *dst, long dstep, int rows, int cols, const uint8_t *lut,
+               int tlo, int thi, int to_rgb, int fma) {
+    int vec = hsv_vector();
+    int bi = to_rgb ? 2 : 0;
+    for (int y = 0; y < rows; y++) {
+#if HAVE_AVX512
+        if (vec) {
+            row_avx512(src + y * sstep, dst + y * dstep, cols, lut, tlo, thi, bi, fma);
+            continue;
+        }
+#endif
+        row_scalar(src + y * sstep, dst + y * dstep, cols, lut, tlo, thi, bi, fma);
+    }
+}
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_hsv", "see hsv.c; called through ctypes", -1, NULL};
+
+PyMODINIT_FUNC PyInit__hsv(void) { return PyModule_Create(&module); }

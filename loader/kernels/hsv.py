@@ -1,0 +1,208 @@
+"""Ultralytics' ``RandomHSV`` colour step, bitwise, on the part of an output image that needs it.
+
+Ultralytics converts the whole image with ``cv2.cvtColor(BGR2HSV)``, ``cv2.LUT`` and ``cv2.cvtColor(HSV2BGR)``.
+OpenCV's 8-bit HSV2BGR truncates in its vector code and rounds in the scalar tail of each row, so a pixel's bytes
+depend on whether it sat in the vector part of its row in that full-frame call (up to 1 level on most colour
+pixels of a tail). Converting only the box of pixels that can see a tile, as the painters do, moves the tails:
+the box's own row tails would round where Ultralytics truncated. Both routes here keep Ultralytics' bytes:
+
+* ``hsv.c`` (built by pip where a C compiler is present), one pass, ~2x faster than OpenCV's three on a CPU with
+  AVX-512 VBMI: told which columns OpenCV's vector code covered in the full frame;
+* otherwise OpenCV's three passes, over the box widened to whole vector blocks of the frame, and its tail on its
+  own (warned once: slower; ``kernel()`` says which route runs and why).
+
+Which columns are "vector" depends on the OpenCV build and CPU (the block is 64 pixels with AVX-512, 32 with
+AVX2): measured once from OpenCV itself (``vector_block``), and the native kernel is checked bitwise against
+OpenCV on test images before it is used. The horizontal flip comes after HSV in Ultralytics (``RandomFlip``),
+and our warps fold it in before: a flipped frame's vector columns are mirrored.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import threading
+
+import cv2
+import numpy as np
+
+__all__ = ["hsv_luts_batch", "apply_hsv", "kernel", "vector_block", "vector_columns"]
+
+LOG = logging.getLogger("loader")
+
+_CANDIDATE_BLOCKS = (64, 32, 16, 8, 4, 0)  # OpenCV's HSV2BGR: 4 float32 vectors per step (0: no vector code)
+
+
+def hsv_luts_batch(r: np.ndarray) -> np.ndarray:
+    """Ultralytics' ``RandomHSV`` tables for gains ``r`` (B, 3) (already times the hyp gains): (B, 256, 3) uint8,
+    the hue, saturation and value table of each sample."""
+    r = np.asarray(r, np.float64).reshape(-1, 3)
+    x = np.arange(0, 256, dtype=np.float64)
+    lut_hue = ((x + r[:, :1] * 180) % 180).astype(np.uint8)
+    lut_sat = np.clip(x * (r[:, 1:2] + 1), 0, 255).astype(np.uint8)
+    lut_val = np.clip(x * (r[:, 2:3] + 1), 0, 255).astype(np.uint8)
+    lut_sat[:, 0] = 0
+    return np.stack([lut_hue, lut_sat, lut_val], -1)
+
+
+def _opencv(img: np.ndarray, lut: np.ndarray, to_rgb: bool) -> None:
+    """Ultralytics' three OpenCV passes on ``img`` (a view: each of its rows is one OpenCV row), in place."""
+    hsv = cv2.cvtColor(img, cv2.COLOR_BGR2HSV)
+    cv2.LUT(hsv, lut.reshape(1, 256, 3), dst=hsv)
+    res = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB if to_rgb else cv2.COLOR_HSV2BGR, dst=img)
+    if res is not img and res.__array_interface__["data"][0] != img.__array_interface__["data"][0]:
+        img[...] = res
+
+
+_lock = threading.Lock()
+_state: dict | None = None
+
+
+def _measure_block() -> int | None:
+    """OpenCV's HSV2BGR vector block in pixels, read off OpenCV: a row of random HSV pixels converted whole, and
+    pixel by pixel (all scalar tail); a row of 255 of them is vector up to the largest multiple of the block."""
+    rng = np.random.default_rng(7)
+    row = np.empty((1, 256, 3), np.uint8)
+    row[..., 0] = rng.integers(0, 180, 256)
+    row[..., 1:] = rng.integers(1, 256, (256, 2))
+    whole = cv2.cvtColor(row, cv2.COLOR_HSV2BGR)  # 256: a multiple of every block, so vector throughout
+    scalar = np.concatenate([cv2.cvtColor(np.ascontiguousarray(row[:, i:i + 1]), cv2.COLOR_HSV2BGR)
+                             for i in range(256)], 1)
+    if np.array_equal(whole, scalar):  # ~3/4 of random pixels differ between the two codes: no vector code here
+        return 0
+    def predicted(w: int, b: int) -> np.ndarray:
+        return np.concatenate([whole[:, :w // b * b], scalar[:, w // b * b:w]], 1)
+
+    got = {w: cv2.cvtColor(np.ascontiguousarray(row[:, :w]), cv2.COLOR_HSV2BGR) for w in (255, 200, 97)}
+    fits = [b for b in _CANDIDATE_BLOCKS if b and np.array_equal(got[255], predicted(255, b))]  # 255: unambiguous
+    if len(fits) != 1 or not all(np.array_equal(got[w], predicted(w, fits[0])) for w in (200, 97)):
+        return None
+    return fits[0]
+
+
+def _native():
+    """(hsv_apply, fma) of the built kernel when it reproduces OpenCV here, or (None, why not)."""
+    try:
+        from . import _hsv
+    except ImportError as e:
+        return None, f"the native HSV kernel is not built ({e}; `pip install -e .` builds it with a C compiler)"
+    lib = ctypes.CDLL(_hsv.__file__)
+    fn = lib.hsv_apply
+    fn.restype = None
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_long, ctypes.c_void_p, ctypes.c_long, ctypes.c_int, ctypes.c_int,
+                   ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int]
+    if not lib.hsv_vector():
+        return None, "this CPU has no AVX-512 VBMI, where the one-pass kernel is faster than OpenCV's three passes"
+    return fn, None
+
+
+def _self_check(fn, block: int) -> int | None:
+    """The FMA setting under which ``fn`` equals OpenCV's three passes on random images (rows with and without a
+    scalar tail, both channel orders, several gains), or None."""
+    rng = np.random.default_rng(11)
+    cases = []
+    for w in (256, 200, 97, 5):
+        img = rng.integers(0, 256, (6, w, 3), np.uint8)
+        img[0, : w // 2] = 114  # grey, and pure colours, where the sector arithmetic has its edges
+        img[1, : min(w, 8)] = [[255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 0], [0, 255, 255], [255, 0, 255],
+                               [255, 255, 255], [0, 0, 0]][: min(w, 8)]
+        for gains in ((0.0, 0.0, 0.0), tuple(rng.uniform(-1, 1, 3) * [0.5, 0.9, 0.9])):
+            lut = hsv_luts_batch(np.array(gains))[0]
+            for to_rgb in (True, False):
+                ref = img.copy()
+                _opencv(ref, lut, to_rgb)
+                cases.append((img, lut, to_rgb, w // block * block if block else 0, ref))
+    for fma in (1, 0):
+        ok = True
+        for img, lut, to_rgb, hi, ref in cases:
+            out = np.empty_like(img)
+            planar = np.ascontiguousarray(lut.T)
+            fn(img.ctypes.data, img.strides[0], out.ctypes.data, out.strides[0], img.shape[0], img.shape[1],
+               planar.ctypes.data, 0, hi, int(to_rgb), fma)
+            if not np.array_equal(out, ref):
+                ok = False
+                break
+        if ok:
+            return fma
+    return None
+
+
+def _setup() -> dict:
+    global _state
+    with _lock:
+        if _state is not None:
+            return _state
+        block = _measure_block()
+        fn, why = _native()
+        fma = None
+        if fn is not None and block is None:
+            fn, why = None, "OpenCV's HSV2BGR vector block could not be measured"
+        if fn is not None:
+            fma = _self_check(fn, block)
+            if fma is None:
+                fn, why = None, "the native HSV kernel does not reproduce this OpenCV build's bytes"
+        if fn is None:
+            LOG.warning("HSV jitter runs through OpenCV's three passes (about 2x slower than the one-pass kernel): %s",
+                        why)
+        _state = {"fn": fn, "fma": fma, "block": block, "why": why}
+        return _state
+
+
+def kernel() -> str:
+    """Which route the HSV step takes in this process: "native", or "opencv: <why>"."""
+    s = _setup()
+    return "native" if s["fn"] is not None else f"opencv: {s['why']}"
+
+
+def vector_block() -> int | None:
+    """OpenCV's HSV2BGR vector block in pixels on this machine (64 with AVX-512), None if it could not be read."""
+    return _setup()["block"]
+
+
+def vector_columns(frame_w: int, flip_lr: bool) -> tuple[int, int]:
+    """[lo, hi): the output columns whose bytes came from OpenCV's vector code in Ultralytics' full-frame HSV2BGR
+    (before its left-right flip; mirrored when the frame is flipped). The rest of each row is its scalar tail."""
+    b = vector_block() or 0
+    v = frame_w // b * b if b else 0
+    return (frame_w - v, frame_w) if flip_lr else (0, v)
+
+
+def apply_hsv(frame: np.ndarray, r: np.ndarray | None, to_rgb: bool, lut: np.ndarray | None = None,
+              box: tuple[int, int, int, int] | None = None, flip_lr: bool = False) -> None:
+    """Ultralytics' HSV jitter with gains ``r`` on ``frame[Y0:Y1, X0:X1]`` (``box``; the whole frame by default),
+    in place, ending in RGB (``to_rgb``) or BGR order: the bytes Ultralytics' full-frame conversion gives those
+    pixels. ``lut``: ``hsv_luts_batch(r)`` made already. Outside the box the frame must hold grey (114 after the
+    warp) where the OpenCV route widens the box (grey converts to grey on every path)."""
+    H, W = frame.shape[:2]
+    Y0, Y1, X0, X1 = (0, H, 0, W) if box is None else box
+    if Y1 <= Y0 or X1 <= X0:
+        return
+    if r is None:
+        if to_rgb:
+            roi = frame[Y0:Y1, X0:X1]
+            res = cv2.cvtColor(roi, cv2.COLOR_BGR2RGB, dst=roi)
+            if res.__array_interface__["data"][0] != roi.__array_interface__["data"][0]:
+                roi[...] = res
+        return
+    lut = (hsv_luts_batch(r) if lut is None else lut).reshape(256, 3)
+    s = _setup()
+    lo, hi = vector_columns(W, flip_lr)
+    if s["fn"] is not None and frame.strides[1] == 3 and frame.strides[2] == 1:
+        roi = frame[Y0:Y1, X0:X1]
+        planar = np.ascontiguousarray(lut.T)
+        s["fn"](roi.ctypes.data, roi.strides[0], roi.ctypes.data, roi.strides[0], Y1 - Y0, X1 - X0,
+                planar.ctypes.data, lo - X0, hi - X0, int(to_rgb), s["fma"])
+        return
+    if s["block"] is None or (X0 == 0 and X1 == W):
+        _opencv(frame[Y0:Y1, X0:X1], lut, to_rgb)  # the whole width is Ultralytics' own call
+        return
+    # OpenCV on the box widened to whole vector blocks of the frame's grid, then the scalar columns on their own
+    b = s["block"]
+    a, e = max(X0, lo), min(X1, hi)
+    if e > a:
+        a = lo + (a - lo) // b * b
+        e = lo + -(-(e - lo) // b) * b
+        _opencv(frame[Y0:Y1, a:e], lut, to_rgb)
+    for t0, t1 in ((X0, min(X1, lo)), (max(X0, hi), X1)):  # each narrower than a block: all scalar in OpenCV
+        if t1 > t0:
+            _opencv(frame[Y0:Y1, t0:t1], lut, to_rgb)
