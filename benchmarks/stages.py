@@ -18,7 +18,9 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from loader.kernels.opencv import apply_hsv
+from loader.kernels.hsv import opencv_three_passes as hsv_opencv
+from loader.kernels.hsv import apply_hsv, hsv_luts_batch
+from loader.kernels.hsv import kernel as hsv_kernel
 from loader.dataset import build_index
 from loader.plan import load_size
 
@@ -74,7 +76,9 @@ def main() -> None:
         rows.append((f"warp: warpAffine {a.imgsz}^2 border {name}",
                      time_per_item(lambda t: cv2.warpAffine(t, M, (a.imgsz, a.imgsz), dst=out, borderMode=mode), tiles)))
     r = np.array([0.01, 0.3, -0.2])
-    rows.append((f"hsv: cvtColor + LUT + cvtColor {a.imgsz}^2", time_per_item(lambda t: apply_hsv(out, r, True), tiles)))
+    lut = hsv_luts_batch(r)[0]
+    rows.append((f"hsv: cvtColor + LUT + cvtColor {a.imgsz}^2", time_per_item(lambda t: hsv_opencv(out, lut, True), tiles)))
+    rows.append((f"hsv: apply_hsv ({hsv_kernel()}) {a.imgsz}^2", time_per_item(lambda t: apply_hsv(out, r, True), tiles)))
     for name, ms in rows:
         print(f"{name:48s} {ms:7.2f} ms")
 

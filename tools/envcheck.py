@@ -121,6 +121,18 @@ def freeze() -> int:
     return 0
 
 
+def _hsv_route() -> str:
+    """The CPU engine's HSV route: the compiled one-pass kernel, or OpenCV's three passes and why."""
+    import logging
+
+    logging.getLogger("loader").setLevel(logging.ERROR)  # the reason is printed here, not warned
+    try:
+        from loader.kernels import hsv
+    except ImportError as e:
+        return f"? ({e})"
+    return hsv.kernel()
+
+
 def report() -> int:
     from importlib import metadata
 
@@ -157,6 +169,7 @@ def report() -> int:
         ("nvidia-dali", ver("nvidia-dali-cuda120")),
         ("PIL", f"{PIL.__version__} ({have[pil[0]][0]}), libjpeg-turbo {features.version('libjpeg_turbo')}, "
                 f"SIMD {'yes' if pil[0] == 'pillow-simd' else 'no'}"),
+        ("HSV kernel", _hsv_route()),
     ]
     for k, v in rows:
         print(f"[envcheck] {k:<12} {v}")

@@ -9,7 +9,8 @@ the box's own row tails would round where Ultralytics truncated. Both routes her
 * ``hsv.c`` (built by pip where a C compiler is present), one pass, ~2x faster than OpenCV's three on a CPU with
   AVX-512 VBMI: told which columns OpenCV's vector code covered in the full frame;
 * otherwise OpenCV's three passes, over the box widened to whole vector blocks of the frame, and its tail on its
-  own (warned once: slower; ``kernel()`` says which route runs and why).
+  own (warned once: slower; ``kernel()`` says which route runs and why). ``YOLO_LOADER_HSV=opencv`` chooses
+  this route (the bench's A/B, or a way out should the kernel misbehave).
 
 Which columns are "vector" depends on the OpenCV build and CPU (the block is 64 pixels with AVX-512, 32 with
 AVX2): measured once from OpenCV itself (``vector_block``), and the native kernel is checked bitwise against
@@ -21,12 +22,13 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import os
 import threading
 
 import cv2
 import numpy as np
 
-__all__ = ["hsv_luts_batch", "apply_hsv", "kernel", "vector_block", "vector_columns"]
+__all__ = ["hsv_luts_batch", "apply_hsv", "opencv_three_passes", "kernel", "vector_block", "vector_columns"]
 
 LOG = logging.getLogger("loader")
 
@@ -45,7 +47,7 @@ def hsv_luts_batch(r: np.ndarray) -> np.ndarray:
     return np.stack([lut_hue, lut_sat, lut_val], -1)
 
 
-def _opencv(img: np.ndarray, lut: np.ndarray, to_rgb: bool) -> None:
+def opencv_three_passes(img: np.ndarray, lut: np.ndarray, to_rgb: bool) -> None:
     """Ultralytics' three OpenCV passes on ``img`` (a view: each of its rows is one OpenCV row), in place."""
     hsv = cv2.cvtColor(img, cv2.COLOR_BGR2HSV)
     cv2.LUT(hsv, lut.reshape(1, 256, 3), dst=hsv)
@@ -110,7 +112,7 @@ def _self_check(fn, block: int) -> int | None:
             lut = hsv_luts_batch(np.array(gains))[0]
             for to_rgb in (True, False):
                 ref = img.copy()
-                _opencv(ref, lut, to_rgb)
+                opencv_three_passes(ref, lut, to_rgb)
                 cases.append((img, lut, to_rgb, w // block * block if block else 0, ref))
     for fma in (1, 0):
         ok = True
@@ -134,6 +136,8 @@ def _setup() -> dict:
             return _state
         block = _measure_block()
         fn, why = _native()
+        if fn is not None and os.environ.get("YOLO_LOADER_HSV", "").lower() == "opencv":
+            fn, why = None, "YOLO_LOADER_HSV=opencv"
         fma = None
         if fn is not None and block is None:
             fn, why = None, "OpenCV's HSV2BGR vector block could not be measured"
@@ -194,7 +198,7 @@ def apply_hsv(frame: np.ndarray, r: np.ndarray | None, to_rgb: bool, lut: np.nda
                 planar.ctypes.data, lo - X0, hi - X0, int(to_rgb), s["fma"])
         return
     if s["block"] is None or (X0 == 0 and X1 == W):
-        _opencv(frame[Y0:Y1, X0:X1], lut, to_rgb)  # the whole width is Ultralytics' own call
+        opencv_three_passes(frame[Y0:Y1, X0:X1], lut, to_rgb)  # the whole width is Ultralytics' own call
         return
     # OpenCV on the box widened to whole vector blocks of the frame's grid, then the scalar columns on their own
     b = s["block"]
@@ -202,7 +206,7 @@ def apply_hsv(frame: np.ndarray, r: np.ndarray | None, to_rgb: bool, lut: np.nda
     if e > a:
         a = lo + (a - lo) // b * b
         e = lo + -(-(e - lo) // b) * b
-        _opencv(frame[Y0:Y1, a:e], lut, to_rgb)
+        opencv_three_passes(frame[Y0:Y1, a:e], lut, to_rgb)
     for t0, t1 in ((X0, min(X1, lo)), (max(X0, hi), X1)):  # each narrower than a block: all scalar in OpenCV
         if t1 > t0:
-            _opencv(frame[Y0:Y1, t0:t1], lut, to_rgb)
+            opencv_three_passes(frame[Y0:Y1, t0:t1], lut, to_rgb)

@@ -31,7 +31,7 @@ def _luts():
 
 def _three_passes(img, lut, to_rgb):
     out = img.copy()
-    hsv._opencv(out, lut, to_rgb)
+    hsv.opencv_three_passes(out, lut, to_rgb)
     return out
 
 
@@ -161,9 +161,25 @@ def test_box_alone_through_opencv_is_not_ultralytics():
     r = np.array([0.01, 0.5, -0.3])
     ref = _ultralytics_frame(frame, r, False)
     ours = frame.copy()
-    hsv._opencv(ours[:, 3:850], hsv.hsv_luts_batch(r)[0], True)
+    hsv.opencv_three_passes(ours[:, 3:850], hsv.hsv_luts_batch(r)[0], True)
     assert (ours[:, 3:850] != ref[:, 3:850]).any()
 
 
-def test_route_is_reported():
-    assert hsv.kernel() == "native" or hsv.kernel().startswith("opencv: ")
+@pytest.mark.parametrize("env", ["", "opencv"])
+def test_route_is_reported(env):
+    """The CPU engine's stats say which route runs; YOLO_LOADER_HSV=opencv chooses OpenCV's, with a warning."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    code = ("import json; from loader.engines.cpu import CpuEngine; "
+            "print(json.dumps(CpuEngine(None, 1).stats()['hsv_kernel']))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                       env=dict(os.environ, YOLO_LOADER_HSV=env))
+    assert r.returncode == 0, r.stderr
+    route = json.loads(r.stdout.strip().splitlines()[-1])
+    if env:
+        assert route == "opencv: YOLO_LOADER_HSV=opencv" and "three passes" in r.stderr, (route, r.stderr)
+    else:
+        assert route == "native" and "three passes" not in r.stderr, (route, r.stderr)
