@@ -89,7 +89,7 @@ MUTANTS = {
                                "np.float32(0.1), np.float32(0.1))[r2]", "tests/parity/test_polygons.py"),
     # the CPU engine's per-batch geometry
     "batch-geometry-box-margin-0": ("loader/kernels/opencv.py", "(x0 - 2, y0 - 2, x1 + 2, y1 + 2)", "(x0, y0, x1, y1)",
-                                    "tests/unit/kernels/test_batch_geometry.py"),
+                                    "tests/unit/kernels/test_batch_geometry.py tests/parity/test_parity_ultralytics.py"),
     # resume
     "resume-keeps-constructor-seed": ("loader/loader.py", "        self.planner.seed = self.sampler.seed\n", "",
                                       "tests/engine/test_resume.py"),
