@@ -28,7 +28,7 @@ import threading
 import cv2
 import numpy as np
 
-__all__ = ["hsv_luts_batch", "apply_hsv", "opencv_three_passes", "kernel", "vector_block", "vector_columns"]
+__all__ = ["hsv_luts_batch", "apply_hsv", "opencv_three_passes", "native_kernel", "kernel", "vector_block", "vector_columns"]
 
 LOG = logging.getLogger("loader")
 
@@ -72,6 +72,7 @@ def _measure_block() -> int | None:
                              for i in range(256)], 1)
     if np.array_equal(whole, scalar):  # ~3/4 of random pixels differ between the two codes: no vector code here
         return 0
+
     def predicted(w: int, b: int) -> np.ndarray:
         return np.concatenate([whole[:, :w // b * b], scalar[:, w // b * b:w]], 1)
 
@@ -82,18 +83,26 @@ def _measure_block() -> int | None:
     return fits[0]
 
 
-def _native():
-    """(hsv_apply, fma) of the built kernel when it reproduces OpenCV here, or (None, why not)."""
-    try:
-        from . import _hsv
-    except ImportError as e:
-        return None, f"the native HSV kernel is not built ({e}; `pip install -e .` builds it with a C compiler)"
+def native_kernel():
+    """The compiled kernel (``hsv.c``) through ctypes, which releases the GIL for the call: (``hsv_apply``, whether
+    this CPU runs its AVX-512 blocks). ImportError where pip did not build it."""
+    from . import _hsv
+
     lib = ctypes.CDLL(_hsv.__file__)
     fn = lib.hsv_apply
     fn.restype = None
     fn.argtypes = [ctypes.c_void_p, ctypes.c_long, ctypes.c_void_p, ctypes.c_long, ctypes.c_int, ctypes.c_int,
                    ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int]
-    if not lib.hsv_vector():
+    return fn, bool(lib.hsv_vector())
+
+
+def _native():
+    """(hsv_apply, None) where the built kernel is faster than OpenCV here, or (None, why not)."""
+    try:
+        fn, vector = native_kernel()
+    except ImportError as e:
+        return None, f"the native HSV kernel is not built ({e}; `pip install -e .` builds it with a C compiler)"
+    if not vector:
         return None, "this CPU has no AVX-512 VBMI, where the one-pass kernel is faster than OpenCV's three passes"
     return fn, None
 

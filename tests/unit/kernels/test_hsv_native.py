@@ -11,8 +11,6 @@
 
 from __future__ import annotations
 
-import ctypes
-
 import cv2
 import numpy as np
 import pytest
@@ -38,13 +36,7 @@ def _three_passes(img, lut, to_rgb):
 @pytest.fixture(scope="module")
 def kernel():
     """The built kernel (ctypes), called directly whatever route ``apply_hsv`` takes on this CPU."""
-    from loader.kernels import _hsv  # built by `pip install -e .` (make venv): missing fails
-
-    lib = ctypes.CDLL(_hsv.__file__)
-    fn = lib.hsv_apply
-    fn.restype = None
-    fn.argtypes = [ctypes.c_void_p, ctypes.c_long, ctypes.c_void_p, ctypes.c_long, ctypes.c_int, ctypes.c_int,
-                   ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int]
+    fn, vector = hsv.native_kernel()  # built by `pip install -e .` (make venv): missing fails
     fma = hsv._self_check(fn, hsv.vector_block() or 0)
     assert fma is not None, "the native kernel does not reproduce this OpenCV's bytes"
 
@@ -55,7 +47,7 @@ def kernel():
            planar.ctypes.data, tlo, thi, int(to_rgb), fma)
         return out
     run.fn, run.fma = fn, fma
-    return run, lib.hsv_vector()
+    return run, vector
 
 
 @pytest.fixture(scope="module")
