@@ -28,7 +28,7 @@ import threading
 import cv2
 import numpy as np
 
-__all__ = ["hsv_luts_batch", "apply_hsv", "opencv_three_passes", "native_kernel", "kernel", "vector_block", "vector_columns"]
+__all__ = ["hsv_luts_batch", "apply_hsv", "opencv_three_passes", "land", "native_kernel", "kernel", "vector_block", "vector_columns"]
 
 LOG = logging.getLogger("loader")
 
@@ -47,13 +47,18 @@ def hsv_luts_batch(r: np.ndarray) -> np.ndarray:
     return np.stack([lut_hue, lut_sat, lut_val], -1)
 
 
+def land(res: np.ndarray, dst: np.ndarray) -> None:
+    """Make sure an OpenCV result given ``dst=`` is in ``dst``: OpenCV allocates a new array instead of writing
+    a view it cannot use (a non-contiguous one, for some calls); copy it there then."""
+    if res is not dst and res.__array_interface__["data"][0] != dst.__array_interface__["data"][0]:
+        dst[...] = res
+
+
 def opencv_three_passes(img: np.ndarray, lut: np.ndarray, to_rgb: bool) -> None:
     """Ultralytics' three OpenCV passes on ``img`` (a view: each of its rows is one OpenCV row), in place."""
     hsv = cv2.cvtColor(img, cv2.COLOR_BGR2HSV)
     cv2.LUT(hsv, lut.reshape(1, 256, 3), dst=hsv)
-    res = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB if to_rgb else cv2.COLOR_HSV2BGR, dst=img)
-    if res is not img and res.__array_interface__["data"][0] != img.__array_interface__["data"][0]:
-        img[...] = res
+    land(cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB if to_rgb else cv2.COLOR_HSV2BGR, dst=img), img)
 
 
 _lock = threading.Lock()
@@ -195,9 +200,7 @@ def apply_hsv(frame: np.ndarray, r: np.ndarray | None, to_rgb: bool, lut: np.nda
     if r is None:
         if to_rgb:
             roi = frame[Y0:Y1, X0:X1]
-            res = cv2.cvtColor(roi, cv2.COLOR_BGR2RGB, dst=roi)
-            if res.__array_interface__["data"][0] != roi.__array_interface__["data"][0]:
-                roi[...] = res
+            land(cv2.cvtColor(roi, cv2.COLOR_BGR2RGB, dst=roi), roi)
         return
     lut = (hsv_luts_batch(r) if lut is None else lut).reshape(256, 3)
     s = _setup()

@@ -21,14 +21,10 @@ import threading
 import cv2
 import numpy as np
 
-from .hsv import apply_hsv, hsv_luts_batch
+from .hsv import apply_hsv, hsv_luts_batch, land
 from ..plan import FILL, Plan, PlanBatch, paste_regions, translate, visible_window, visible_windows, window_pastes
 
 __all__ = ["paint", "paint_geometry", "finish", "hsv_luts", "hsv_luts_batch", "apply_hsv", "BatchGeometry"]
-
-
-def _same_buffer(a: np.ndarray, b: np.ndarray) -> bool:
-    return a is b or a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
 
 
 def _warp_into(src: np.ndarray, A: np.ndarray, dst: np.ndarray, border: int, perspective: bool = False) -> None:
@@ -40,8 +36,7 @@ def _warp_into(src: np.ndarray, A: np.ndarray, dst: np.ndarray, border: int, per
     else:
         out = cv2.warpAffine(src, A[:2], (w, h), dst=dst, flags=cv2.INTER_LINEAR, borderMode=border,
                              borderValue=(FILL, FILL, FILL))
-    if not _same_buffer(out, dst):  # OpenCV allocated instead of writing the view: copy
-        dst[...] = out
+    land(out, dst)
 
 
 def _fill_uncovered(out: np.ndarray, rects: list[tuple[int, int, int, int]], fill=(FILL, FILL, FILL)) -> None:
@@ -173,7 +168,6 @@ def paint(plan: Plan, load, out: np.ndarray) -> None:
     box = paint_geometry(plan, load, out)
     if plan.mix is None and plan.cut is None and box is not None:
         lut = None if plan.hsv is None else hsv_luts_batch(plan.hsv)
-        Y0, Y1, X0, X1 = box
         apply_hsv(out, plan.hsv, not plan.keep_bgr, lut, box, plan.flips[1])
         _fill_uncovered(out, [box], _final_fill(plan, lut))
         return
