@@ -28,7 +28,8 @@ import threading
 import cv2
 import numpy as np
 
-__all__ = ["hsv_luts_batch", "apply_hsv", "opencv_three_passes", "land", "native_kernel", "kernel", "vector_block", "vector_columns"]
+__all__ = ["hsv_luts_batch", "apply_hsv", "opencv_three_passes", "land", "native_kernel", "kernel", "vector_block",
+           "vector_columns"]
 
 LOG = logging.getLogger("loader")
 
@@ -147,6 +148,8 @@ def _self_check(fn, block: int) -> int | None:
 
 def _setup() -> dict:
     global _state
+    if _state is not None:  # every sample asks: no lock once it is set
+        return _state
     with _lock:
         if _state is not None:
             return _state
@@ -179,10 +182,11 @@ def vector_block() -> int | None:
     return _setup()["block"]
 
 
-def vector_columns(frame_w: int, flip_lr: bool) -> tuple[int, int]:
+def vector_columns(frame_w: int, flip_lr: bool, block: int | None = None) -> tuple[int, int]:
     """[lo, hi): the output columns whose bytes came from OpenCV's vector code in Ultralytics' full-frame HSV2BGR
-    (before its left-right flip; mirrored when the frame is flipped). The rest of each row is its scalar tail."""
-    b = vector_block() or 0
+    (before its left-right flip; mirrored when the frame is flipped). The rest of each row is its scalar tail.
+    ``block``: ``vector_block()`` already read."""
+    b = (vector_block() if block is None else block) or 0
     v = frame_w // b * b if b else 0
     return (frame_w - v, frame_w) if flip_lr else (0, v)
 
@@ -204,7 +208,7 @@ def apply_hsv(frame: np.ndarray, r: np.ndarray | None, to_rgb: bool, lut: np.nda
         return
     lut = (hsv_luts_batch(r) if lut is None else lut).reshape(256, 3)
     s = _setup()
-    lo, hi = vector_columns(W, flip_lr)
+    lo, hi = vector_columns(W, flip_lr, s["block"] or 0)
     if s["fn"] is not None and frame.strides[1] == 3 and frame.strides[2] == 1:
         roi = frame[Y0:Y1, X0:X1]
         planar = np.ascontiguousarray(lut.T)
