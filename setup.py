@@ -1,12 +1,14 @@
-"""The one compiled part: loader/kernels/hsv.c (Ultralytics' HSV jitter in one pass, see its header).
+"""The compiled parts, each bitwise with OpenCV (see their headers): loader/kernels/hsv.c (Ultralytics' HSV jitter
+in one pass) and loader/kernels/resize.c (the load-time INTER_LINEAR resize).
 
-Optional: where it does not build, the install goes on and the CPU engine uses OpenCV's three passes for HSV
-(loader/kernels/hsv.py warns once and reports ``hsv_kernel`` in the engine's stats).
+Optional: where they do not build, the install goes on and the CPU engine uses OpenCV for those steps
+(loader/kernels/hsv.py and resize.py warn once and report ``hsv_kernel`` / ``resize_kernel`` in the engine's stats).
 """
 
 from setuptools import Extension, setup
 
-setup(ext_modules=[Extension(
-    "loader.kernels._hsv", ["loader/kernels/hsv.c"], optional=True,
-    # no -ffast-math and no contraction: the float steps must round exactly as OpenCV's do
-    extra_compile_args=["-O3", "-fno-math-errno", "-ffp-contract=off"], libraries=["m"])])
+# no -ffast-math and no contraction: the float steps must round exactly as OpenCV's do
+_FLAGS = ["-O3", "-fno-math-errno", "-ffp-contract=off"]
+
+setup(ext_modules=[Extension(f"loader.kernels._{name}", [f"loader/kernels/{name}.c"], optional=True,
+                             extra_compile_args=_FLAGS, libraries=["m"]) for name in ("hsv", "resize")])

@@ -50,8 +50,16 @@ def backend_report() -> dict:
         # What the CPU engine uses for each step; the OpenCV kernel (loader/kernels/opencv.py) keeps this current.
         "jpeg_decoder": f"OpenCV {cv2.__version__} imdecode ({cv_jpeg}), DCT-reduced only where that gives "
                         f"Ultralytics' images (a target of exactly 1/2; reduced_decode=True: wherever it can)",
-        "resize": f"OpenCV cv2.resize INTER_LINEAR ({'AVX2' if avx2 else 'baseline'} kernels)",
+        "resize": f"OpenCV cv2.resize INTER_LINEAR's bytes ({_resize_route(avx2)})",
     }
+
+
+def _resize_route(avx2: bool) -> str:
+    from .kernels import resize
+
+    route = resize.kernel()
+    return "the native AVX-512 kernel" if route == "native" else \
+        f"cv2.resize, {'AVX2' if avx2 else 'baseline'} kernels; {route}"
 
 
 def describe() -> str:

@@ -121,16 +121,17 @@ def freeze() -> int:
     return 0
 
 
-def _hsv_route() -> str:
-    """The CPU engine's HSV route: the compiled one-pass kernel, or OpenCV's three passes and why."""
+def _kernel_route(name: str) -> str:
+    """The CPU engine's route for a step with a compiled kernel (``hsv``, ``resize``): "native", or OpenCV and why."""
+    import importlib
     import logging
 
     logging.getLogger("loader").setLevel(logging.ERROR)  # the reason is printed here, not warned
     try:
-        from loader.kernels import hsv
+        mod = importlib.import_module(f"loader.kernels.{name}")
     except ImportError as e:
         return f"? ({e})"
-    return hsv.kernel()
+    return mod.kernel()
 
 
 def report() -> int:
@@ -169,10 +170,11 @@ def report() -> int:
         ("nvidia-dali", ver("nvidia-dali-cuda120")),
         ("PIL", f"{PIL.__version__} ({have[pil[0]][0]}), libjpeg-turbo {features.version('libjpeg_turbo')}, "
                 f"SIMD {'yes' if pil[0] == 'pillow-simd' else 'no'}"),
-        ("HSV kernel", _hsv_route()),
+        ("HSV kernel", _kernel_route("hsv")),
+        ("resize kernel", _kernel_route("resize")),
     ]
     for k, v in rows:
-        print(f"[envcheck] {k:<12} {v}")
+        print(f"[envcheck] {k:<13} {v}")
     return 0
 
 

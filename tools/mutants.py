@@ -60,6 +60,9 @@ MUTANTS = {
     # the HSV step's columns: which of them Ultralytics' full-frame OpenCV call converted in its vector code
     "hsv-flip-not-mirrored": ("loader/kernels/hsv.py", "return (frame_w - v, frame_w) if flip_lr else (0, v)",
                               "return (0, v)", "tests/unit/kernels/test_hsv_native.py"),
+    "resize-ignores-row-step": ("loader/kernels/resize.py", "fn(im.ctypes.data, im.strides[0], im.shape[0]",
+                                "fn(im.ctypes.data, im.shape[1] * cn, im.shape[0]",
+                                "tests/unit/kernels/test_resize_native.py"),
     "hsv-opencv-box-not-widened": ("loader/kernels/hsv.py", "e = lo + -(-(e - lo) // b) * b", "e = e",
                                    "tests/unit/kernels/test_hsv_native.py"),
     # batch assembly and the adapter
@@ -110,7 +113,7 @@ def _copy_tree(dest: Path) -> None:
         if src.is_file():
             (dest / f.decode()).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / f.decode())
-    for built in ROOT.glob("loader/kernels/_hsv*.so"):  # the compiled kernel (pip builds it in place; untracked)
+    for built in ROOT.glob("loader/kernels/_*.so"):  # the compiled kernels (pip builds them in place; untracked)
         shutil.copy2(built, dest / built.relative_to(ROOT))
 
 

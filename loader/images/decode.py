@@ -1,7 +1,8 @@
 """Decode an image at the size Ultralytics trains on (OpenCV).
 
 ``load_size`` is Ultralytics' ``load_image`` rule (long side to imgsz, ``ceil``, capped).
-``decode_resized`` reaches that size as Ultralytics does (full decode, INTER_LINEAR resize), or through a
+``decode_resized`` reaches that size as Ultralytics does (full decode, INTER_LINEAR resize: OpenCV's bytes,
+through the native kernel where it runs, ``loader/kernels/resize.py``), or through a
 JPEG decoded DCT-reduced (libjpeg's 1/2, 1/4, 1/8 IDCT scaling) and INTER_LINEAR the rest of the way:
 
 * ``reduce="equivalent"`` (the loader's default): only where that gives the same images, i.e. when the target
@@ -21,6 +22,7 @@ import time
 import cv2
 import numpy as np
 
+from ..kernels.resize import resize_linear
 from ..plan import load_size
 
 __all__ = ["DecodeError", "SourceReadError", "load_size", "reduction_for", "decode_resized", "read_bytes",
@@ -83,7 +85,7 @@ def decode_resized(data: np.ndarray | bytes, hw0: tuple[int, int], hw: tuple[int
         raise DecodeError(f"{path}: decoded size {im.shape[:2]} differs from the indexed size {hw0} "
                           f"(file changed since indexing?)")
     if im.shape[:2] != tuple(hw):
-        im = cv2.resize(im, (hw[1], hw[0]), interpolation=cv2.INTER_LINEAR)
+        im = resize_linear(im, hw)
     return im
 
 
