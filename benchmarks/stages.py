@@ -3,8 +3,8 @@
     python benchmarks/stages.py [--data DATA.yaml] [--imgsz 896] [--n 40]
 
 Decides, by measurement, which library does each step: JPEG decode (OpenCV full /
-DCT-reduced vs Pillow-SIMD draft), resize (OpenCV INTER_LINEAR vs Pillow BILINEAR), the
-tile warp (OpenCV warpAffine with each border mode), HSV. Prints milliseconds per image.
+DCT-reduced vs Pillow-SIMD draft), resize (OpenCV INTER_LINEAR vs the native kernel's same bytes vs Pillow
+BILINEAR), the tile warp (OpenCV warpAffine with each border mode), HSV. Prints milliseconds per image.
 """
 
 from __future__ import annotations
@@ -21,6 +21,9 @@ from PIL import Image
 from loader.kernels.hsv import opencv_three_passes as hsv_opencv
 from loader.kernels.hsv import apply_hsv, hsv_luts_batch
 from loader.kernels.hsv import kernel as hsv_kernel
+from loader.kernels.resize import kernel as resize_kernel
+from loader.kernels.resize import resize_linear
+from loader.allocator import tune_allocator
 from loader.dataset import build_index
 from loader.plan import load_size
 
@@ -37,13 +40,15 @@ def time_per_item(fn, items, repeat: int = 3) -> float:
 
 
 def stage_setup(default_n: int):
-    """Arguments (--data, --imgsz, --n) and the index; OpenCV single-threaded, as under painter threads."""
+    """Arguments (--data, --imgsz, --n) and the index; OpenCV single-threaded and glibc's allocator set, as under
+    the CPU engine's painter threads."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", required=True)
     ap.add_argument("--imgsz", type=int, default=896)
     ap.add_argument("--n", type=int, default=default_n)
     a = ap.parse_args()
     cv2.setNumThreads(1)
+    tune_allocator()
     return a, build_index(a.data, verbose=False)
 
 
@@ -66,6 +71,10 @@ def main() -> None:
     half = [cv2.imdecode(b, cv2.IMREAD_REDUCED_COLOR_2) for b in blobs]
     rows.append((f"resize: OpenCV INTER_LINEAR {half[0].shape[1]}->{w}",
                  time_per_item(lambda im: cv2.resize(im, (w, h), interpolation=cv2.INTER_LINEAR), half)))
+    full = [cv2.imdecode(b, cv2.IMREAD_COLOR) for b in blobs[:10]]  # 10 frames held (6 MB each at 1080p)
+    rows.append((f"resize: OpenCV INTER_LINEAR {w0}->{w}",
+                 time_per_item(lambda im: cv2.resize(im, (w, h), interpolation=cv2.INTER_LINEAR), full)))
+    rows.append((f"resize: resize_linear ({resize_kernel()}) {w0}->{w}", time_per_item(lambda im: resize_linear(im, (h, w)), full)))
     pil_half = [Image.fromarray(im) for im in half]
     rows.append((f"resize: Pillow-SIMD BILINEAR {half[0].shape[1]}->{w}",
                  time_per_item(lambda im: im.resize((w, h), Image.BILINEAR), pil_half)))
