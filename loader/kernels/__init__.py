@@ -1,7 +1,9 @@
 """Kernels: plans executed on pixels, side by side and independent of each other.
 
 * ``opencv``: one plan at a time into a host buffer (the CPU engine; the reference), its colour step in
-  ``hsv`` (Ultralytics' ``RandomHSV`` bytes; ``hsv.c``, the one compiled part, does it in one pass);
+  ``hsv`` (Ultralytics' ``RandomHSV`` bytes; ``hsv.c``, compiled, does it in one pass);
+* ``resize``: the load-time INTER_LINEAR resize every decoded image takes (``cv2.resize``'s bytes; ``resize.c``,
+  compiled, ~1.3x faster), called by ``loader.images.decode``;
 * ``torch_paint``: the same plans with tensor ops on any device (the DALI engine's colour step and its
   perspective plans on a GPU);
 * ``dali_decode`` / ``dali_paint``: batched JPEG decode + resize, and one DALI graph that paints a batch
