@@ -21,17 +21,14 @@ and our warps fold it in before: a flipped frame's vector columns are mirrored.
 from __future__ import annotations
 
 import ctypes
-import logging
-import os
-import threading
 
 import cv2
 import numpy as np
 
+from . import native
+
 __all__ = ["hsv_luts_batch", "apply_hsv", "opencv_three_passes", "land", "native_kernel", "kernel", "vector_block",
            "vector_columns"]
-
-LOG = logging.getLogger("loader")
 
 _CANDIDATE_BLOCKS = (64, 32, 16, 8, 4, 0)  # OpenCV's HSV2BGR: 4 float32 vectors per step (0: no vector code)
 
@@ -62,10 +59,6 @@ def opencv_three_passes(img: np.ndarray, lut: np.ndarray, to_rgb: bool) -> None:
     land(cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB if to_rgb else cv2.COLOR_HSV2BGR, dst=img), img)
 
 
-_lock = threading.Lock()
-_state: dict | None = None
-
-
 def _measure_block() -> int | None:
     """OpenCV's HSV2BGR vector block in pixels, read off OpenCV: a row of random HSV pixels converted whole, and
     pixel by pixel (all scalar tail); a row of 255 of them is vector up to the largest multiple of the block."""
@@ -92,25 +85,12 @@ def _measure_block() -> int | None:
 def native_kernel():
     """The compiled kernel (``hsv.c``) through ctypes, which releases the GIL for the call: (``hsv_apply``, whether
     this CPU runs its AVX-512 blocks). ImportError where pip did not build it."""
-    from . import _hsv
-
-    lib = ctypes.CDLL(_hsv.__file__)
+    lib = native.load("hsv")
     fn = lib.hsv_apply
     fn.restype = None
     fn.argtypes = [ctypes.c_void_p, ctypes.c_long, ctypes.c_void_p, ctypes.c_long, ctypes.c_int, ctypes.c_int,
                    ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int]
     return fn, bool(lib.hsv_vector())
-
-
-def _native():
-    """(hsv_apply, None) where the built kernel is faster than OpenCV here, or (None, why not)."""
-    try:
-        fn, vector = native_kernel()
-    except ImportError as e:
-        return None, f"the native HSV kernel is not built ({e}; `pip install -e .` builds it with a C compiler)"
-    if not vector:
-        return None, "this CPU has no AVX-512 VBMI, where the one-pass kernel is faster than OpenCV's three passes"
-    return fn, None
 
 
 def _self_check(fn, block: int) -> int | None:
@@ -146,29 +126,21 @@ def _self_check(fn, block: int) -> int | None:
     return None
 
 
-def _setup() -> dict:
-    global _state
-    if _state is not None:  # every sample asks: no lock once it is set
-        return _state
-    with _lock:
-        if _state is not None:
-            return _state
-        block = _measure_block()
-        fn, why = _native()
-        if fn is not None and os.environ.get("YOLO_LOADER_HSV", "").lower() == "opencv":
-            fn, why = None, "YOLO_LOADER_HSV=opencv"
-        fma = None
-        if fn is not None and block is None:
-            fn, why = None, "OpenCV's HSV2BGR vector block could not be measured"
-        if fn is not None:
-            fma = _self_check(fn, block)
-            if fma is None:
-                fn, why = None, "the native HSV kernel does not reproduce this OpenCV build's bytes"
-        if fn is None:
-            LOG.warning("HSV jitter runs through OpenCV's three passes (about 2x slower than the one-pass kernel): %s",
-                        why)
-        _state = {"fn": fn, "fma": fma, "block": block, "why": why}
-        return _state
+def _decide() -> dict:
+    block = _measure_block()
+
+    def built():
+        if block is None:
+            return None, "OpenCV's HSV2BGR vector block could not be measured"
+        return native.built(native_kernel, "HSV", "the one-pass kernel is faster than OpenCV's three passes")
+
+    fn, fma, why = native.choose(built, "YOLO_LOADER_HSV", lambda fn: _self_check(fn, block), "HSV",
+                                 "HSV jitter runs through OpenCV's three passes (about 2x slower than the one-pass "
+                                 "kernel)")
+    return {"fn": fn, "fma": fma, "block": block, "why": why}
+
+
+_setup = native.Once(_decide)  # every sample asks: no lock once it is set
 
 
 def kernel() -> str:

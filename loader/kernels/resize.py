@@ -14,27 +14,18 @@ kernel in newer releases), which this code does not claim to reproduce.
 from __future__ import annotations
 
 import ctypes
-import logging
-import os
-import threading
 
 import cv2
 import numpy as np
 
-__all__ = ["resize_linear", "native_kernel", "kernel"]
+from . import native
 
-LOG = logging.getLogger("loader")
-
-_lock = threading.Lock()
-_state: dict | None = None
-
+__all__ = ["resize_linear", "native_kernel", "run_native", "kernel"]
 
 def native_kernel():
     """The compiled kernel (``resize.c``) through ctypes, which releases the GIL for the call: (``resize_linear``,
     whether this CPU runs its AVX-512 code). ImportError where pip did not build it."""
-    from . import _resize
-
-    lib = ctypes.CDLL(_resize.__file__)
+    lib = native.load("resize")
     fn = lib.resize_linear
     fn.restype = ctypes.c_int
     fn.argtypes = [ctypes.c_void_p, ctypes.c_long, ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_long,
@@ -70,28 +61,14 @@ def _self_check(fn) -> bool:
     return True
 
 
-def _setup() -> dict:
-    global _state
-    if _state is not None:  # every decode asks: no lock once it is set
-        return _state
-    with _lock:
-        if _state is not None:
-            return _state
-        fn = why = None
-        try:
-            fn, vector = native_kernel()
-            if not vector:
-                fn, why = None, "this CPU has no AVX-512 VBMI, where the kernel is faster than OpenCV"
-        except ImportError as e:
-            why = f"the native resize kernel is not built ({e}; `pip install -e .` builds it with a C compiler)"
-        if fn is not None and os.environ.get("YOLO_LOADER_RESIZE", "").lower() == "opencv":
-            fn, why = None, "YOLO_LOADER_RESIZE=opencv"
-        if fn is not None and not _self_check(fn):
-            fn, why = None, "the native resize kernel does not reproduce this OpenCV build's bytes"
-        if fn is None:
-            LOG.warning("the load-time resize runs through cv2.resize (about 1.3x slower than the kernel): %s", why)
-        _state = {"fn": fn, "why": why}
-        return _state
+def _decide() -> dict:
+    fn, _, why = native.choose(lambda: native.built(native_kernel, "resize", "the kernel is faster than OpenCV"),
+                               "YOLO_LOADER_RESIZE", _self_check, "resize",
+                               "the load-time resize runs through cv2.resize (about 1.3x slower than the kernel)")
+    return {"fn": fn, "why": why}
+
+
+_setup = native.Once(_decide)  # every decode asks: no lock once it is set
 
 
 def kernel() -> str:

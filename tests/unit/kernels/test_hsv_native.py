@@ -16,6 +16,8 @@ import pytest
 
 from loader.kernels import hsv
 
+from engine_route import engine_route
+
 import ultralytics  # noqa: F401  (a dependency: missing fails, never skips)
 
 
@@ -135,9 +137,9 @@ def _ultralytics_frame(frame_bgr, r, flip_lr):
 @pytest.mark.parametrize("route", ["native", "opencv"])
 def test_box_equals_ultralytics_full_frame(route, kernel, monkeypatch):
     if route == "opencv":  # the route a CPU without AVX-512 VBMI (or without the built kernel) takes
-        monkeypatch.setattr(hsv, "_state", dict(hsv._setup(), fn=None, why="test"))
+        monkeypatch.setattr(hsv._setup, "value", dict(hsv._setup(), fn=None, why="test"))
     elif hsv.kernel() != "native":  # a CPU without AVX-512 VBMI: the C code's per-pixel path, exact as well
-        monkeypatch.setattr(hsv, "_state", dict(hsv._setup(), fn=kernel[0].fn, fma=kernel[0].fma))
+        monkeypatch.setattr(hsv._setup, "value", dict(hsv._setup(), fn=kernel[0].fn, fma=kernel[0].fma))
     rng = np.random.default_rng(3)
     checked = 0
     for W, box in ((896, (10, 200, 37, 861)), (928, (0, 50, 3, 925)), (200, (5, 60, 0, 137)), (100, (2, 9, 1, 99)),
@@ -172,20 +174,10 @@ def test_box_alone_through_opencv_is_not_ultralytics():
 @pytest.mark.parametrize("env", ["", "opencv"])
 def test_route_is_reported(env, kernel):
     """The CPU engine's stats say which route runs; YOLO_LOADER_HSV=opencv chooses OpenCV's, with a warning."""
-    import json
-    import os
-    import subprocess
-    import sys
-
-    code = ("import json; from loader.engines.cpu import CpuEngine; "
-            "print(json.dumps(CpuEngine(None, 1).stats()['hsv_kernel']))")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                       env=dict(os.environ, YOLO_LOADER_HSV=env))
-    assert r.returncode == 0, r.stderr
-    route = json.loads(r.stdout.strip().splitlines()[-1])
+    route, err = engine_route("hsv_kernel", YOLO_LOADER_HSV=env)
     if env:
-        assert route == "opencv: YOLO_LOADER_HSV=opencv" and "three passes" in r.stderr, (route, r.stderr)
+        assert route == "opencv: YOLO_LOADER_HSV=opencv" and "three passes" in err, (route, err)
     elif kernel[1]:  # the CPU has AVX-512 VBMI (CI's does): the one-pass kernel runs, silently
-        assert route == "native" and "three passes" not in r.stderr, (route, r.stderr)
+        assert route == "native" and "three passes" not in err, (route, err)
     else:  # where it is slower than OpenCV, OpenCV's passes run, with the reason, warned
-        assert route.startswith("opencv: this CPU has no AVX-512 VBMI") and "three passes" in r.stderr, route
+        assert route.startswith("opencv: this CPU has no AVX-512 VBMI") and "three passes" in err, route

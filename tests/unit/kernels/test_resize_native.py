@@ -17,6 +17,8 @@ import pytest
 
 from loader.kernels import resize
 
+from engine_route import engine_route
+
 
 @pytest.fixture(scope="module")
 def kernel():
@@ -130,20 +132,10 @@ def test_decode_resized_bytes_are_ultralytics_load(tmp_path):
 @pytest.mark.parametrize("env", ["", "opencv"])
 def test_route_is_reported(env, kernel):
     """The CPU engine's stats say which route runs; YOLO_LOADER_RESIZE=opencv chooses OpenCV's, with a warning."""
-    import json
-    import os
-    import subprocess
-    import sys
-
-    code = ("import json; from loader.engines.cpu import CpuEngine; "
-            "print(json.dumps(CpuEngine(None, 1).stats()['resize_kernel']))")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                       env=dict(os.environ, YOLO_LOADER_RESIZE=env))
-    assert r.returncode == 0, r.stderr
-    route = json.loads(r.stdout.strip().splitlines()[-1])
+    route, err = engine_route("resize_kernel", YOLO_LOADER_RESIZE=env)
     if env:
-        assert route == "opencv: YOLO_LOADER_RESIZE=opencv" and "runs through cv2.resize" in r.stderr, (route, r.stderr)
+        assert route == "opencv: YOLO_LOADER_RESIZE=opencv" and "runs through cv2.resize" in err, (route, err)
     elif kernel[1]:  # AVX-512 VBMI (CI's CPU): the kernel runs, silently
-        assert route == "native" and "runs through cv2.resize" not in r.stderr, (route, r.stderr)
+        assert route == "native" and "runs through cv2.resize" not in err, (route, err)
     else:
-        assert route.startswith("opencv: this CPU has no AVX-512 VBMI") and "runs through cv2.resize" in r.stderr
+        assert route.startswith("opencv: this CPU has no AVX-512 VBMI") and "runs through cv2.resize" in err, route
