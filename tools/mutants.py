@@ -60,6 +60,8 @@ MUTANTS = {
     # the HSV step's columns: which of them Ultralytics' full-frame OpenCV call converted in its vector code
     "hsv-flip-not-mirrored": ("loader/kernels/hsv.py", "return (frame_w - v, frame_w) if flip_lr else (0, v)",
                               "return (0, v)", "tests/unit/kernels/test_hsv_native.py"),
+    "allocator-mmap-threshold-kept": ("loader/allocator.py", "((_M_MMAP_THRESHOLD, MMAP_THRESHOLD),\n",
+                                      "((_M_MMAP_THRESHOLD, 128 << 10),\n", "tests/engine/test_allocator.py"),
     "allocator-no-top-pad": ("loader/allocator.py", "(_M_TRIM_THRESHOLD, TRIM_THRESHOLD), (_M_TOP_PAD, TOP_PAD))",
                              "(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))", "tests/engine/test_allocator.py"),
     "resize-ignores-row-step": ("loader/kernels/resize.py", "fn(im.ctypes.data, im.strides[0], im.shape[0]",
