@@ -100,12 +100,12 @@ def test_model_of_opencv_arithmetic():
         assert (_model(src, dh, dw, False) != ref).mean() > 0.01, (dh, dw)
 
 
-@pytest.mark.parametrize("case", ["native", "channel-view", "half", "double", "grey", "same"])
+@pytest.mark.parametrize("case", ["native", "channel-view", "half", "double", "grey", "same", "far-down"])
 def test_resize_linear_is_opencv_on_any_input(case):
     rng = np.random.default_rng(8)
     im = rng.integers(0, 256, (540, 962, 3), np.uint8)[:, 1:961]
     hw = {"native": (251, 448), "channel-view": (251, 448), "half": (270, 480), "double": (1080, 1920),
-          "grey": (251, 448), "same": (540, 960)}[case]
+          "grey": (251, 448), "same": (540, 960), "far-down": (60, 107)}[case]  # far-down: beyond MAX_DOWNSCALE
     if case == "channel-view":
         im = im[..., ::-1]  # negative channel stride: OpenCV takes it, the kernel does not
     if case == "grey":
