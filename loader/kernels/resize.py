@@ -28,6 +28,7 @@ __all__ = ["resize_linear", "native_kernel", "run_native", "kernel", "MAX_DOWNSC
 # ~6.8x a 16-output chunk's bytes leave its 128-byte window and it works per element): OpenCV does those.
 MAX_DOWNSCALE = 6.0
 
+
 def native_kernel():
     """The compiled kernel (``resize.c``) through ctypes, which releases the GIL for the call: (``resize_linear``,
     whether this CPU runs its AVX-512 code). ImportError where pip did not build it."""
