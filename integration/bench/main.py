@@ -22,8 +22,9 @@ a ceiling is the best a machine does, and stock is compared at its best. Measure
 decodes faster (stock-w8 114.1 / 110.0 img/s with glibc's defaults, 128.8 / 120.6 with it, interleaved; its
 PSS +0.08 GiB); before the setting had its top pad, stock measured no faster with it (141.5 / 140.4 vs 140.4 /
 144.2 stock-w8-disk) and ran with the defaults. The forced stock rows, which are there for stock's RAM, keep
-glibc's defaults, what users' own runs hold: with the setting each worker process keeps more (stock-w8-forced
-6.53 GiB, stock-w12-forced 9.63, against 5.18 / 7.30 with the defaults). Our rows apply the setting
+glibc's defaults, what users' own runs hold: with the setting each worker process keeps more (PSS peak
+stock-w8-forced 6.53 GiB, stock-w12-forced 9.63, against 5.48 / 7.74 with the defaults, one round each, the
+same day). Our rows apply the setting
 themselves, as a user's process does:
 
 * ``stock-wN``: Ultralytics' real ``build_yolo_dataset`` + ``build_dataloader`` with
