@@ -74,7 +74,8 @@ def main() -> None:
     full = [cv2.imdecode(b, cv2.IMREAD_COLOR) for b in blobs[:10]]  # 10 frames held (6 MB each at 1080p)
     rows.append((f"resize: OpenCV INTER_LINEAR {w0}->{w}",
                  time_per_item(lambda im: cv2.resize(im, (w, h), interpolation=cv2.INTER_LINEAR), full)))
-    rows.append((f"resize: resize_linear ({resize_kernel()}) {w0}->{w}", time_per_item(lambda im: resize_linear(im, (h, w)), full)))
+    rows.append((f"resize: resize_linear ({resize_kernel()}) {w0}->{w}",
+                 time_per_item(lambda im: resize_linear(im, (h, w)), full)))
     pil_half = [Image.fromarray(im) for im in half]
     rows.append((f"resize: Pillow-SIMD BILINEAR {half[0].shape[1]}->{w}",
                  time_per_item(lambda im: im.resize((w, h), Image.BILINEAR), pil_half)))

@@ -40,14 +40,14 @@ def native_kernel():
     return fn, bool(lib.resize_vector())
 
 
-def run_native(fn, im: np.ndarray, hw: tuple[int, int], vec: bool, out: np.ndarray | None = None) -> np.ndarray:
+def run_native(fn, im: np.ndarray, hw: tuple[int, int], vec: bool) -> np.ndarray:
     """``im`` (h, w, cn) uint8, rows contiguous, resized to ``hw`` by the built kernel (``vec``: its AVX-512 code,
     else its per-element reference code)."""
     h, w = int(hw[0]), int(hw[1])
     cn = im.shape[2]
     if im.dtype != np.uint8 or im.strides[1] != cn or im.strides[2] != 1:
         raise ValueError(f"resize kernel takes uint8 images with contiguous rows, got {im.dtype} {im.strides}")
-    out = np.empty((h, w, cn), np.uint8) if out is None else out
+    out = np.empty((h, w, cn), np.uint8)
     if fn(im.ctypes.data, im.strides[0], im.shape[0], im.shape[1], out.ctypes.data, out.strides[0], h, w, cn,
           int(vec)) != 0:
         raise MemoryError("resize kernel: out of memory")
