@@ -14,8 +14,9 @@ keeps it). strace counted ~2.4 new 64 MiB heaps per decoded image, each faulting
 (as huge pages: NumPy asks for them on arrays over 4 MB). A 64 MiB top pad keeps the emptied heap: 9 new heaps
 in the same run, and 188 -> 212 img/s, 10.5 -> 9.2 ms CPU per image (896 px, batch 32, 3 interleaved pairs).
 
-The bench's ceilings and stock's speed rows run with the same setting (``GLIBC_TUNABLES``: stock decodes ~10 %
-faster with it); its forced RAM rows keep glibc's defaults, as users' runs do (``integration/bench/main.py``). ``YOLO_LOADER_MALLOC=0`` leaves the allocator alone.
+The bench's ceilings and stock's speed rows run with the same setting (``GLIBC_TUNABLES``: stock decodes
+~10 % faster with it); its forced RAM rows keep glibc's defaults, as users' runs do
+(``integration/bench/main.py``). ``YOLO_LOADER_MALLOC=0`` leaves the allocator alone.
 """
 
 from __future__ import annotations
@@ -63,7 +64,8 @@ def tune_allocator() -> bool:
 
 
 def glibc_tunables() -> str | None:
-    """The same setting as a ``GLIBC_TUNABLES`` value for other processes (the bench's ceilings and stock speed rows)."""
+    """The same setting as a ``GLIBC_TUNABLES`` value for other processes (the bench's ceilings and stock's speed
+    rows)."""
     if not _enabled():
         return None
     return (f"glibc.malloc.mmap_threshold={MMAP_THRESHOLD}:glibc.malloc.trim_threshold={TRIM_THRESHOLD}:"
