@@ -2,7 +2,7 @@
 
 ``load_size`` is Ultralytics' ``load_image`` rule (long side to imgsz, ``ceil``, capped).
 ``decode_resized`` reaches that size as Ultralytics does (full decode, INTER_LINEAR resize: OpenCV's bytes,
-through the native kernel where it runs, ``loader/kernels/resize.py``), or through a
+through the native kernels where they run, ``loader/kernels/jpeg.py`` and ``resize.py``), or through a
 JPEG decoded DCT-reduced (libjpeg's 1/2, 1/4, 1/8 IDCT scaling) and INTER_LINEAR the rest of the way:
 
 * ``reduce="equivalent"`` (the loader's default): only where that gives the same images, i.e. when the target
@@ -22,6 +22,7 @@ import time
 import cv2
 import numpy as np
 
+from ..kernels.jpeg import decode_jpeg
 from ..kernels.resize import resize_linear
 from ..plan import load_size
 
@@ -29,10 +30,6 @@ __all__ = ["DecodeError", "SourceReadError", "load_size", "reduction_for", "deco
            "REDUCE_MODES"]
 
 REDUCE_MODES = (False, True, "equivalent")
-
-_REDUCED = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
-            8: cv2.IMREAD_REDUCED_COLOR_8}
-
 
 class DecodeError(OSError):
     """An indexed image could not be read or decoded at training time: the file's own fault (gone, no permission,
@@ -71,7 +68,8 @@ def decode_resized(data: np.ndarray | bytes, hw0: tuple[int, int], hw: tuple[int
     if buf.size == 0:
         raise DecodeError(f"{path}: file is empty")
     f = reduction_for(*hw0, *hw, reduce) if jpeg else 1
-    im = cv2.imdecode(buf, _REDUCED[f])
+    eh, ew = -(-hw0[0] // f), -(-hw0[1] // f)
+    im = decode_jpeg(buf, f, (eh, ew)) if jpeg else cv2.imdecode(buf, cv2.IMREAD_COLOR)
     if im is None:
         raise DecodeError(f"{path}: image does not decode")
     if im.ndim == 2:
@@ -80,7 +78,6 @@ def decode_resized(data: np.ndarray | bytes, hw0: tuple[int, int], hw: tuple[int
         im = cv2.cvtColor(im, cv2.COLOR_BGRA2BGR)
     if im.dtype != np.uint8:
         im = (im >> 8).astype(np.uint8)
-    eh, ew = -(-hw0[0] // f), -(-hw0[1] // f)
     if abs(im.shape[0] - eh) > 1 or abs(im.shape[1] - ew) > 1:
         raise DecodeError(f"{path}: decoded size {im.shape[:2]} differs from the indexed size {hw0} "
                           f"(file changed since indexing?)")
