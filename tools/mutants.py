@@ -8,7 +8,7 @@ whole suite (without the scale tier) before it is called survived.
     .venv/bin/python tools/mutants.py --list
 
 Exit status 1 when any mutant survives. The scratch copy is the working tree's tracked files (uncommitted
-edits included) and the built HSV kernel under a temporary folder; the venv is this repository's (``python -m pytest`` run in the
+edits included) and the built kernels under a temporary folder (a mutated .c file is rebuilt there); the venv is this repository's (``python -m pytest`` run in the
 copy imports the copy's ``loader`` and ``integration``, which come first on ``sys.path``).
 """
 
@@ -69,6 +69,16 @@ MUTANTS = {
                                 "tests/unit/kernels/test_resize_native.py"),
     "hsv-opencv-box-not-widened": ("loader/kernels/hsv.py", "e = lo + -(-(e - lo) // b) * b", "e = e",
                                    "tests/unit/kernels/test_hsv_native.py"),
+    # the JPEG decoder (a mutant of a .c file is rebuilt in the scratch copy before its tests run)
+    "jpeg-ignores-orientation": ("loader/kernels/jpeg.c", "exif_orientation(m->data, m->data_length) != 1",
+                                 "exif_orientation(m->data, m->data_length) == 0",
+                                 "tests/unit/kernels/test_jpeg_native.py"),
+    "jpeg-exif-little-endian-only": ("loader/kernels/jpeg.c", "int le = d[0] == 'I' && d[1] == 'I';", "int le = 1;",
+                                     "tests/unit/kernels/test_jpeg_native.py"),
+    "jpeg-keeps-warned-decodes": ("loader/kernels/jpeg.c", "status = err.pub.num_warnings ? DECLINED_WARNING : OK;",
+                                  "status = OK;", "tests/unit/kernels/test_jpeg_native.py"),
+    "jpeg-scale-ignored": ("loader/kernels/jpeg.py", "buf.size, int(scale), out.ctypes.data", "buf.size, 1, out.ctypes.data",
+                           "tests/unit/kernels/test_jpeg_native.py"),
     # batch assembly and the adapter
     "batch-idx-shifted": ("loader/batch.py", "batch_idx = np.repeat(np.arange(len(batch), dtype=np.float32), counts)",
                           "batch_idx = np.repeat(np.arange(1, len(batch) + 1, dtype=np.float32), counts)",
@@ -121,6 +131,12 @@ def _copy_tree(dest: Path) -> None:
         shutil.copy2(built, dest / built.relative_to(ROOT))
 
 
+def _build(copy: Path) -> None:
+    """Rebuild the compiled kernels in the scratch copy (after a .c file changed there)."""
+    subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--inplace", "--force"], cwd=copy, check=True,
+                   capture_output=True)
+
+
 def _pytest(copy: Path, args: list[str], timeout: int) -> tuple[bool, str, float]:
     t0 = time.perf_counter()
     cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-m", "not scale", *args]
@@ -163,12 +179,16 @@ def main(argv=None) -> int:
                 continue
             path.write_text(text.replace(old, new))
             try:
+                if rel.endswith(".c"):
+                    _build(copy)
                 caught, why, secs = _pytest(copy, tests.split(), a.timeout)
                 if not caught:  # not by the tests meant for it: the rest of the suite
                     caught, why, more = _pytest(copy, [], a.timeout)
                     secs += more
             finally:
                 path.write_text(text)
+                if rel.endswith(".c"):
+                    _build(copy)
             print(f"{name:32} {'caught' if caught else 'SURVIVED':9} {secs:6.1f}  {why}", flush=True)
             if not caught:
                 survived.append(name)

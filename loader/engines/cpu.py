@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 
-from ..kernels import hsv, opencv, resize
+from ..kernels import hsv, jpeg, opencv, resize
 from ..plan import PlanBatch
 from .base import Engine
 
@@ -45,7 +45,8 @@ class CpuEngine(Engine):
             opencv.paint(plan, self.source.get, o)
 
     def stats(self) -> dict:
-        return {"allocator_tuned": self.allocator_tuned, "hsv_kernel": hsv.kernel(), "resize_kernel": resize.kernel()}
+        return {"allocator_tuned": self.allocator_tuned, "hsv_kernel": hsv.kernel(), "resize_kernel": resize.kernel(),
+                "jpeg_decoder": jpeg.kernel(), "jpeg_declined": jpeg.declined()}
 
     def tasks(self, work) -> list:
         return [(self._sample, (work, j)) for j in range(len(work))]
