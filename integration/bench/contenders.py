@@ -108,9 +108,11 @@ def decode_only(spec: RunSpec, passes: int = 3) -> dict:
     """The ceiling of any loader without a pixel cache, measured warm: the data set's JPEGs (up to 400) decoded by
     one thread per core with the CPU engine's settings (``cv2.setNumThreads(1)``), after one untimed pass over
     them all (allocator and page cache warm: a cold first pass measured under half of this, issue 23), then
-    ``passes`` timed passes: the median and the spread. Also decode + resize to the load size through the engine's
-    own ``decode_resized`` (what a fresh image costs any loader that resizes as Ultralytics does), and the
-    DCT-reduced 1/2 decode."""
+    ``passes`` timed passes: the median and the spread. The decoder is the fastest one the engine has for those
+    bytes (``loader.kernels.jpeg.decode_jpeg``: the native kernel where it runs, else cv2.imdecode), so the
+    ceiling never flatters the engine; ``img_s_opencv`` is cv2.imdecode's own rate (stock's decoder). Also decode
+    + resize to the load size through the engine's ``decode_resized`` (what a fresh image costs any loader that
+    resizes as Ultralytics does), and the DCT-reduced 1/2 decode."""
     from concurrent.futures import ThreadPoolExecutor
 
     import cv2
@@ -118,6 +120,7 @@ def decode_only(spec: RunSpec, passes: int = 3) -> dict:
 
     from loader.dataset import build_index
     from loader.images.decode import decode_resized
+    from loader.kernels.jpeg import decode_jpeg, kernel
     from loader.plan import load_size
 
     cv2.setNumThreads(1)  # as the CPU engine: the threads do the parallel work
@@ -128,7 +131,8 @@ def decode_only(spec: RunSpec, passes: int = 3) -> dict:
     jpeg = [bool(ix.formats[i] == 1) for i in range(k)]
     n = len(os.sched_getaffinity(0))
     jobs = {
-        "full": lambda j: cv2.imdecode(blobs[j], cv2.IMREAD_COLOR),
+        "full": lambda j: decode_jpeg(blobs[j], 1, shapes[j]) if jpeg[j] else cv2.imdecode(blobs[j], cv2.IMREAD_COLOR),
+        "opencv": lambda j: cv2.imdecode(blobs[j], cv2.IMREAD_COLOR),
         "decode_resize": lambda j: decode_resized(blobs[j], shapes[j], load_size(*shapes[j], spec.imgsz), jpeg[j]),
         "reduced_2": lambda j: cv2.imdecode(blobs[j], cv2.IMREAD_REDUCED_COLOR_2),
     }
@@ -136,6 +140,7 @@ def decode_only(spec: RunSpec, passes: int = 3) -> dict:
         out = {name: _warm_rates(lambda job=job: list(ex.map(job, range(k))), k, passes) for name, job in jobs.items()}
     mid = passes // 2
     return {"name": spec.name, "img_s": out["full"][mid], "img_s_min": out["full"][0], "img_s_max": out["full"][-1],
+            "img_s_opencv": out["opencv"][mid], "decoder": kernel(),
             "img_s_decode_resize": out["decode_resize"][mid], "img_s_reduced": out["reduced_2"][mid], "threads": n,
             "images": k, "passes": passes, "warm": True}
 

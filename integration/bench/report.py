@@ -124,6 +124,8 @@ def _ceiling_lines(rows: dict[str, dict]) -> list[str]:
         if c is None or not part:
             continue
         extra = f"; decode + resize {c['img_s_decode_resize']:.1f}" if "img_s_decode_resize" in c else ""
+        if "img_s_opencv" in c:
+            extra += f"; cv2.imdecode alone {c['img_s_opencv']:.1f}"
         out.append(f"Of the {label} ({c['img_s']:.1f} img/s, {c['img_s_min']:.1f}-{c['img_s_max']:.1f}{extra}): "
                    + ", ".join(f"{r['name']} {r['of_ceiling']:.2f}" for r in part) + ".")
     return out
@@ -174,8 +176,10 @@ def print_table(table: list[dict]) -> None:
         if r["name"] == "decode-only":
             spread = f"{r['img_s_min']:6.1f}-{r['img_s_max']:<7.1f}" if "img_s_min" in r else ""
             print(f"{r['name']:>14s} | {r['threads']:>14} | {r['img_s']:14.1f} | {spread:>14s} | {'':>14s} | "
-                  f"warm ceiling; decode + resize {r.get('img_s_decode_resize', float('nan')):.1f} img/s, "
-                  f"reduced 1/2 decode {r['img_s_reduced']:.1f} img/s")
+                  f"warm ceiling ({'native' if r.get('decoder') == 'native' else 'OpenCV'} decoder; cv2.imdecode "
+                  f"{r.get('img_s_opencv', float('nan')):.1f}); decode + resize "
+                  f"{r.get('img_s_decode_resize', float('nan')):.1f} img/s, reduced 1/2 decode "
+                  f"{r['img_s_reduced']:.1f} img/s")
             continue
         if "not_run" in r:
             print(f"{r['name']:>14s} | {_workers(r):>14s} | not run: {r['not_run']}")

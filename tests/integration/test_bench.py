@@ -59,6 +59,7 @@ def test_quick_bench_writes_json_png_and_a_table(quick_run):
         c = by[name]
         assert c["warm"] and c["passes"] == 3 and c["img_s_min"] <= c["img_s"] <= c["img_s_max"] and c["threads"]
     assert by["decode-only"]["img_s_decode_resize"] > 0
+    assert by["decode-only"]["img_s_opencv"] > 0 and by["decode-only"]["decoder"] == "native"
     assert by["cpu-auto"]["of_ceiling"] == pytest.approx(by["cpu-auto"]["img_s"] / by["decode-only"]["img_s"])
     assert by["cpu-w2-disk"]["of_ceiling"] == pytest.approx(by["cpu-w2-disk"]["img_s"] / by["cached-ceiling"]["img_s"])
     assert "Of the warm decode ceiling" in out and "Of the cached ceiling" in out
