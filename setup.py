@@ -15,6 +15,4 @@ _FLAGS = ["-O3", "-fno-math-errno", "-ffp-contract=off"]
 _LIBS = {"hsv": ["m"], "resize": ["m"], "jpeg": ["jpeg"]}
 
 setup(ext_modules=[Extension(f"loader.kernels._{name}", [f"loader/kernels/{name}.c"], optional=True,
-                             extra_compile_args=_FLAGS, libraries=libs,
-                             depends=["loader/kernels/resize.c"] if name == "jpeg" else [])  # jpeg.c includes it
-                   for name, libs in _LIBS.items()])
+                             extra_compile_args=_FLAGS, libraries=libs) for name, libs in _LIBS.items()])

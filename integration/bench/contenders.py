@@ -131,7 +131,7 @@ def decode_only(spec: RunSpec, passes: int = 3) -> dict:
     jpeg = [bool(ix.formats[i] == 1) for i in range(k)]
     n = len(os.sched_getaffinity(0))
     jobs = {
-        "full": lambda j: decode_jpeg(blobs[j], 1, shapes[j])[0] if jpeg[j] else cv2.imdecode(blobs[j], 1),
+        "full": lambda j: decode_jpeg(blobs[j], 1, shapes[j]) if jpeg[j] else cv2.imdecode(blobs[j], cv2.IMREAD_COLOR),
         "opencv": lambda j: cv2.imdecode(blobs[j], cv2.IMREAD_COLOR),
         "decode_resize": lambda j: decode_resized(blobs[j], shapes[j], load_size(*shapes[j], spec.imgsz), jpeg[j]),
         "reduced_2": lambda j: cv2.imdecode(blobs[j], cv2.IMREAD_REDUCED_COLOR_2),

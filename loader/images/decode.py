@@ -69,12 +69,7 @@ def decode_resized(data: np.ndarray | bytes, hw0: tuple[int, int], hw: tuple[int
         raise DecodeError(f"{path}: file is empty")
     f = reduction_for(*hw0, *hw, reduce) if jpeg else 1
     eh, ew = -(-hw0[0] // f), -(-hw0[1] // f)
-    if jpeg:
-        im, resized = decode_jpeg(buf, f, (eh, ew), hw)
-        if resized:  # decoded and resized in one pass: the kernel checked the size
-            return im
-    else:
-        im = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    im = decode_jpeg(buf, f, (eh, ew)) if jpeg else cv2.imdecode(buf, cv2.IMREAD_COLOR)
     if im is None:
         raise DecodeError(f"{path}: image does not decode")
     if im.ndim == 2:

@@ -23,9 +23,6 @@
 
 #include <jpeglib.h>
 
-#define RESIZE_NO_MODULE  /* the load-time resize's code, for the decode-and-resize path; its own module is _resize */
-#include "resize.c"
-
 #ifndef JCS_EXTENSIONS
 #error "needs libjpeg-turbo (JCS_EXT_BGR)"
 #endif
@@ -35,10 +32,10 @@ enum { OK = 0, DECLINED_COLOR = 1, DECLINED_ORIENTATION = 2, DECLINED_WARNING = 
 
 typedef struct {
     struct jpeg_error_mgr pub;
-    sigjmp_buf jump;  /* sigsetjmp(.., 0): no signal-mask syscall (ring_row sets it per row) */
+    jmp_buf jump;
 } error_mgr;
 
-static void on_error(j_common_ptr c) { siglongjmp(((error_mgr *)c->err)->jump, 1); }
+static void on_error(j_common_ptr c) { longjmp(((error_mgr *)c->err)->jump, 1); }
 static void no_output(j_common_ptr c) { (void)c; }  /* warnings are counted (num_warnings), not printed */
 
 static unsigned get16(const uint8_t *p, int le) { return le ? p[0] | p[1] << 8 : p[0] << 8 | p[1]; }
@@ -67,59 +64,18 @@ static int exif_orientation(const uint8_t *d, unsigned n) {
     return 1;
 }
 
-#define RING 32   /* rows of the decode-and-resize ring; RING / 2 read per libjpeg call */
-
-typedef struct {
-    struct jpeg_decompress_struct *ci;
-    error_mgr *err;
-    uint8_t *ring;      /* RING rows of step bytes, then a row of zeros (served after a libjpeg error) */
-    long step;
-    int failed;
-} ring_rows;
-
-static void read_into_ring(ring_rows *r, int upto) {
-    JSAMPROW rows[RING / 2];
-    while ((int)r->ci->output_scanline <= upto && r->ci->output_scanline < r->ci->output_height) {
-        int d = (int)r->ci->output_scanline, k = (int)r->ci->output_height - d;
-        if (k > RING / 2) k = RING / 2;
-        for (int i = 0; i < k; i++) rows[i] = r->ring + (long)((d + i) % RING) * r->step;
-        jpeg_read_scanlines(r->ci, rows, (JDIMENSION)k);
-    }
-}
-
-/* resize.c's row source: decode on until row y is in the ring. The resize asks for rows in order, at most two
-   back (RING / 2 new rows never overwrite those). A libjpeg error here is caught here: the resize finishes on
-   zero rows and the caller declines. */
-static const uint8_t *ring_row(void *ctx, int y) {
-    ring_rows *r = ctx;
-    if (!r->failed) {
-        if (sigsetjmp(r->err->jump, 0)) {
-            r->failed = 1;
-        } else {
-            read_into_ring(r, y);
-            return r->ring + (long)(y % RING) * r->step;
-        }
-    }
-    return r->ring + (long)RING * r->step;
-}
-
-/* Decode buf[0..n) scaled by 1/scale (1, 2, 4, 8) as BGR, (h, w) expected: into out (h rows of step bytes), or,
-   where dst is given, through the load-time resize (resize.c, vec: its AVX-512 code) into dst (dh rows of dstep
-   bytes, dw * 3 used), the decoded rows passing through a ring of RING rows that stays in cache. */
-static int decode(const uint8_t *buf, long n, int scale, int h, int w, uint8_t *out, long step, uint8_t *dst,
-                  long dstep, int dh, int dw, int vec) {
+/* Decode buf[0..n) scaled by 1/scale (1, 2, 4, 8) as BGR into out (h rows of step bytes, w * 3 used). */
+int jpeg_decode_bgr(const uint8_t *buf, long n, int scale, uint8_t *out, long step, int h, int w) {
     struct jpeg_decompress_struct ci;
     error_mgr err;
     JSAMPROW *volatile rows = NULL;  /* volatile: read after a longjmp */
-    uint8_t *volatile ring = NULL;
     volatile int status = DECLINED_ERROR;
     ci.err = jpeg_std_error(&err.pub);
     err.pub.error_exit = on_error;
     err.pub.output_message = no_output;
     jpeg_create_decompress(&ci);
-    if (sigsetjmp(err.jump, 0)) {
+    if (setjmp(err.jump)) {
         free(rows);
-        free(ring);
         jpeg_destroy_decompress(&ci);
         return status;
     }
@@ -140,55 +96,24 @@ static int decode(const uint8_t *buf, long n, int scale, int h, int w, uint8_t *
         if ((int)ci.output_width != w || (int)ci.output_height != h || ci.output_components != 3)
             status = DECLINED_SIZE;
     }
-    long rstep = ((long)w * 3 + 63) / 64 * 64;
     if (status == OK) {
-        if (dst) ring = calloc((size_t)(RING + 1) * (size_t)rstep, 1);
-        else rows = malloc(sizeof(JSAMPROW) * (size_t)h);
-        if (!rows && !ring) status = NO_MEMORY;
+        rows = malloc(sizeof(JSAMPROW) * (size_t)h);
+        if (!rows) status = NO_MEMORY;
     }
     if (status != OK) {
         jpeg_destroy_decompress(&ci);
         return status;
     }
+    for (int y = 0; y < h; y++) rows[y] = out + (long)y * step;
     status = DECLINED_ERROR;  /* what a longjmp from here on means */
     jpeg_start_decompress(&ci);
-    if (dst) {
-        ring_rows r = {&ci, &err, ring, rstep, 0};
-        if (resize_linear_rows(ring_row, &r, h, w, dst, dstep, dh, dw, 3, vec) != 0) status = NO_MEMORY;
-        if (r.failed || status == NO_MEMORY) {
-            free(ring);
-            jpeg_destroy_decompress(&ci);
-            return r.failed ? DECLINED_ERROR : NO_MEMORY;
-        }
-        if (sigsetjmp(err.jump, 0)) {  /* ring_row's jump is gone with its frame */
-            free(ring);
-            jpeg_destroy_decompress(&ci);
-            return DECLINED_ERROR;
-        }
-        read_into_ring(&r, h);  /* the rows the resize did not need: libjpeg finishes only after all of them */
-    } else {
-        for (int y = 0; y < h; y++) rows[y] = out + (long)y * step;
-        while (ci.output_scanline < ci.output_height)
-            jpeg_read_scanlines(&ci, rows + ci.output_scanline, ci.output_height - ci.output_scanline);
-    }
+    while (ci.output_scanline < ci.output_height)
+        jpeg_read_scanlines(&ci, rows + ci.output_scanline, ci.output_height - ci.output_scanline);
     jpeg_finish_decompress(&ci);
     status = err.pub.num_warnings ? DECLINED_WARNING : OK;
     free(rows);
-    free(ring);
     jpeg_destroy_decompress(&ci);
     return status;
-}
-
-/* The decoded (h, w) BGR image into out (h rows of step bytes): cv2.imdecode's bytes, or a reason code. */
-int jpeg_decode_bgr(const uint8_t *buf, long n, int scale, uint8_t *out, long step, int h, int w) {
-    return decode(buf, n, scale, h, w, out, step, NULL, 0, 0, 0, 0);
-}
-
-/* The decoded (h, w) image resized to (dh, dw) into dst: cv2.resize(cv2.imdecode(...), INTER_LINEAR)'s bytes where
-   resize.c's code (vec: AVX-512) gives cv2.resize's, or a reason code. */
-int jpeg_decode_resize_bgr(const uint8_t *buf, long n, int scale, int h, int w, uint8_t *dst, long dstep, int dh,
-                           int dw, int vec) {
-    return decode(buf, n, scale, h, w, NULL, 0, dst, dstep, dh, dw, vec);
 }
 
 /* The libjpeg-turbo this was built against, e.g. 2001005 for 2.1.5 (0 where its headers do not say). */

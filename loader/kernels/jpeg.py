@@ -18,15 +18,13 @@ from __future__ import annotations
 import ctypes
 import logging
 import threading
-from typing import NamedTuple
 
 import cv2
 import numpy as np
 
-from . import native, resize
+from . import native
 
-__all__ = ["decode_jpeg", "Kernel", "native_kernel", "run_native", "run_native_resized", "kernel", "declined",
-           "REASONS"]
+__all__ = ["decode_jpeg", "native_kernel", "run_native", "kernel", "declined", "REASONS"]
 
 LOG = logging.getLogger("loader")
 
@@ -40,47 +38,25 @@ _lock = threading.Lock()
 _declined: dict[str, int] = {}
 
 
-class Kernel(NamedTuple):
-    decode: object         # jpeg_decode_bgr: decode into the caller's array
-    decode_resize: object  # jpeg_decode_resize_bgr: decode through a ring of rows into resize.c's resize
-
-
 def native_kernel():
-    """The compiled decoder (``jpeg.c``) through ctypes, which releases the GIL for its calls: (``Kernel``, True:
-    libjpeg-turbo brings its own SIMD). ImportError where pip did not build it."""
+    """The compiled decoder (``jpeg.c``) through ctypes, which releases the GIL for the call: (``jpeg_decode_bgr``,
+    True: libjpeg-turbo brings its own SIMD). ImportError where pip did not build it."""
     lib = native.load("jpeg")
-    c = ctypes
-    dec, dres = lib.jpeg_decode_bgr, lib.jpeg_decode_resize_bgr
-    dec.restype = dres.restype = c.c_int
-    dec.argtypes = [c.c_void_p, c.c_long, c.c_int, c.c_void_p, c.c_long, c.c_int, c.c_int]
-    dres.argtypes = [c.c_void_p, c.c_long, c.c_int, c.c_int, c.c_int, c.c_void_p, c.c_long, c.c_int, c.c_int,
-                     c.c_int]
-    return Kernel(dec, dres), True
+    fn = lib.jpeg_decode_bgr
+    fn.restype = ctypes.c_int
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_long, ctypes.c_int, ctypes.c_void_p, ctypes.c_long, ctypes.c_int,
+                   ctypes.c_int]
+    return fn, True
 
 
-def _checked(rc: int) -> int:
-    if rc < 0:
-        raise MemoryError("jpeg kernel: out of memory")
-    return rc
-
-
-def run_native(k: Kernel, buf: np.ndarray, scale: int, hw: tuple[int, int]) -> tuple[np.ndarray | None, int]:
+def run_native(fn, buf: np.ndarray, scale: int, hw: tuple[int, int]) -> tuple[np.ndarray | None, int]:
     """(the (h, w, 3) BGR image, 0), or (None, the kernel's reason code) where it declined."""
     h, w = int(hw[0]), int(hw[1])
     buf = np.ascontiguousarray(buf, np.uint8)
     out = np.empty((h, w, 3), np.uint8)
-    rc = _checked(k.decode(buf.ctypes.data, buf.size, int(scale), out.ctypes.data, out.strides[0], h, w))
-    return (out, 0) if rc == 0 else (None, rc)
-
-
-def run_native_resized(k: Kernel, buf: np.ndarray, scale: int, hw: tuple[int, int], out_hw: tuple[int, int],
-                       vec: bool) -> tuple[np.ndarray | None, int]:
-    """(the image decoded at ``hw`` and resized to ``out_hw`` as ``resize.c`` does (``vec``: its AVX-512 code),
-    0), or (None, the reason code)."""
-    buf = np.ascontiguousarray(buf, np.uint8)
-    out = np.empty((int(out_hw[0]), int(out_hw[1]), 3), np.uint8)
-    rc = _checked(k.decode_resize(buf.ctypes.data, buf.size, int(scale), int(hw[0]), int(hw[1]), out.ctypes.data,
-                                  out.strides[0], out.shape[0], out.shape[1], int(vec)))
+    rc = fn(buf.ctypes.data, buf.size, int(scale), out.ctypes.data, out.strides[0], h, w)
+    if rc < 0:
+        raise MemoryError("jpeg kernel: out of memory")
     return (out, 0) if rc == 0 else (None, rc)
 
 
@@ -104,31 +80,16 @@ def _samples() -> list[tuple[str, np.ndarray]]:
     return out
 
 
-def _self_check(k: Kernel) -> bool:
-    """Whether the kernel gives ``cv2.imdecode``'s bytes on ``_samples()`` at every DCT scale (1, 1/2, 1/4, 1/8), and
-    its decode-and-resize ``cv2.resize(cv2.imdecode(..))``'s (down and up; with resize.c's AVX-512 code where this
-    CPU has it, the only way the loader runs it)."""
-    from .resize import native_kernel as resize_kernel
-
-    try:
-        vec = resize_kernel()[1]
-    except ImportError:
-        vec = False
+def _self_check(fn) -> bool:
+    """Whether the kernel gives ``cv2.imdecode``'s bytes on ``_samples()`` at every DCT scale (1, 1/2, 1/4, 1/8)."""
     for _, data in _samples():
         for f, flag in _READ.items():
             ref = cv2.imdecode(data, flag)
             if ref.ndim == 2:
                 ref = cv2.cvtColor(ref, cv2.COLOR_GRAY2BGR)
-            got, rc = run_native(k, data, f, ref.shape[:2])
+            got, rc = run_native(fn, data, f, ref.shape[:2])
             if rc or not np.array_equal(got, ref):
                 return False
-            if f == 1 and vec:
-                for out_hw in ((max(ref.shape[0] * 2 // 5, 1), max(ref.shape[1] * 2 // 5, 1)),
-                               (ref.shape[0] + 9, ref.shape[1] * 3 // 2)):
-                    exp = cv2.resize(ref, out_hw[::-1], interpolation=cv2.INTER_LINEAR)
-                    got, rc = run_native_resized(k, data, 1, ref.shape[:2], out_hw, True)
-                    if rc or not np.array_equal(got, exp):
-                        return False
     return True
 
 
@@ -163,25 +124,15 @@ def _count(rc: int) -> None:
                     "in the CPU engine's stats (jpeg_declined)", reason)
 
 
-def decode_jpeg(buf: np.ndarray, scale: int, hw: tuple[int, int], out_hw: tuple[int, int] | None = None
-                ) -> tuple[np.ndarray | None, bool]:
-    """(what ``cv2.imdecode(buf, IMREAD_COLOR or IMREAD_REDUCED_COLOR_<scale>)`` returns, False), through the kernel
-    where it takes the image (a BGR (h, w, 3) array of the expected, already reduced and upright size ``hw``), else
-    through OpenCV itself (whatever it returns: None for no image, grey, four channels, another size).
-
-    With ``out_hw`` (the load size) where the resize kernel takes ``hw`` -> ``out_hw``: (``cv2.resize(that,
-    INTER_LINEAR)``'s bytes, True), decoded and resized in one pass (the decoded rows stay in cache; ~0.4 ms less
-    per 1920x1080 frame than the two steps)."""
-    k = _setup()["fn"]
-    if k is None:
-        return cv2.imdecode(buf, _READ[scale]), False
-    if out_hw is not None and tuple(out_hw) != tuple(hw) and resize.takes(hw, out_hw):
-        im, rc = run_native_resized(k, buf, scale, hw, out_hw, True)
-        resized = True
-    else:
-        im, rc = run_native(k, buf, scale, hw)
-        resized = False
+def decode_jpeg(buf: np.ndarray, scale: int, hw: tuple[int, int]) -> np.ndarray | None:
+    """What ``cv2.imdecode(buf, IMREAD_COLOR or IMREAD_REDUCED_COLOR_<scale>)`` returns, through the kernel where it
+    takes the image (a BGR (h, w, 3) array of the expected, already reduced and upright size ``hw``), else through
+    OpenCV itself (whatever it returns: None for no image, grey, four channels, another size)."""
+    fn = _setup()["fn"]
+    if fn is None:
+        return cv2.imdecode(buf, _READ[scale])
+    im, rc = run_native(fn, buf, scale, hw)
     if rc:
         _count(rc)
-        return cv2.imdecode(buf, _READ[scale]), False
-    return im, resized
+        return cv2.imdecode(buf, _READ[scale])
+    return im

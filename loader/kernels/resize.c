@@ -126,15 +126,10 @@ int resize_vector(void) {
 #endif
 }
 
-/* Source rows come from row(ctx, y), asked for in non-decreasing order of y, the two rows of an output row one
-   after the other (both must stay valid until the next call after them): a plain array, or a JPEG decoding into
-   a ring of rows (jpeg.c's decode-and-resize). */
-typedef const uint8_t *(*row_fn)(void *ctx, int y);
-
-/* Rows (sh, sw, cn) from row() -> dst (dh, dw, cn) with row step dstep. vec: the AVX-512 code (callers check
-   resize_vector() first). 0 on success, -1 when out of memory. */
-int resize_linear_rows(row_fn row, void *ctx, int sh, int sw, uint8_t *dst, long dstep, int dh, int dw, int cn,
-                       int vec) {
+/* src (sh, sw, cn) with row step sstep -> dst (dh, dw, cn) with row step dstep. vec: the AVX-512 code (callers
+   check resize_vector() first). 0 on success, -1 when out of memory. */
+int resize_linear(const uint8_t *src, long sstep, int sh, int sw, uint8_t *dst, long dstep, int dh, int dw, int cn,
+                  int vec) {
     int W = dw * cn, Wp = (W + 63) / 64 * 64;
     double scale_x = 1. / ((double)dw / sw), scale_y = 1. / ((double)dh / sh);
     int32_t *xofs = malloc(sizeof(int32_t) * Wp);
@@ -211,9 +206,7 @@ int resize_linear_rows(row_fn row, void *ctx, int sh, int sw, uint8_t *dst, long
         int hit0 = have[0] == r[0] ? 0 : have[1] == r[0] ? 1 : -1;
         int hit1 = have[0] == r[1] ? 0 : have[1] == r[1] ? 1 : -1;
         if (hit0 < 0 && hit1 < 0 && r[0] != r[1]) {  /* two new rows (a downscale): one pass over the plans */
-            const uint8_t *S2[2];
-            S2[0] = row(ctx, r[0]);
-            S2[1] = row(ctx, r[1]);
+            const uint8_t *S2[2] = {src + (long)r[0] * sstep, src + (long)r[1] * sstep};
             horiz(S2, H, 2);
             have[0] = r[0], have[1] = r[1];
             hit0 = 0, hit1 = 1;
@@ -221,7 +214,7 @@ int resize_linear_rows(row_fn row, void *ctx, int sh, int sw, uint8_t *dst, long
             int k = hit0 < 0 ? 0 : 1, other = hit0 < 0 ? hit1 : hit0;
             int slot = other == 0 ? 1 : other == 1 ? 0 : (have[0] < have[1] ? 0 : 1);
             if (r[0] == r[1]) slot = have[0] < have[1] ? 0 : 1;
-            const uint8_t *S1[1] = {row(ctx, r[k])};
+            const uint8_t *S1[1] = {src + (long)r[k] * sstep};
             int32_t *H1[1] = {H[slot]};
             horiz(S1, H1, 1);
             have[slot] = r[k];
@@ -245,24 +238,5 @@ int resize_linear_rows(row_fn row, void *ctx, int sh, int sw, uint8_t *dst, long
     return 0;
 }
 
-typedef struct {
-    const uint8_t *src;
-    long step;
-} array_rows;
-
-static const uint8_t *array_row(void *ctx, int y) {
-    const array_rows *a = ctx;
-    return a->src + (long)y * a->step;
-}
-
-/* src (sh, sw, cn) with row step sstep -> dst (dh, dw, cn) with row step dstep. */
-int resize_linear(const uint8_t *src, long sstep, int sh, int sw, uint8_t *dst, long dstep, int dh, int dw, int cn,
-                  int vec) {
-    array_rows a = {src, sstep};
-    return resize_linear_rows(array_row, &a, sh, sw, dst, dstep, dh, dw, cn, vec);
-}
-
-#ifndef RESIZE_NO_MODULE
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_resize", "see resize.c", -1, NULL};
 PyMODINIT_FUNC PyInit__resize(void) { return PyModule_Create(&module); }
-#endif

@@ -21,7 +21,7 @@ import numpy as np
 
 from . import native
 
-__all__ = ["resize_linear", "takes", "native_kernel", "run_native", "kernel", "MAX_DOWNSCALE"]
+__all__ = ["resize_linear", "native_kernel", "run_native", "kernel", "MAX_DOWNSCALE"]
 
 # Beyond this horizontal downscale OpenCV is as fast or faster (one thread, warm, to 896 px wide: the kernel
 # 1.44x OpenCV's speed from 640x480 up, 1.42x from 1920x1080, 1.24x at 4x, 1.16x at 6x, slower at 6.5x; past
@@ -84,19 +84,12 @@ def kernel() -> str:
     return "native" if s["fn"] is not None else f"opencv: {s['why']}"
 
 
-def takes(shw: tuple[int, int], hw: tuple[int, int]) -> bool:
-    """Whether the native kernel resizes a (rows-contiguous, uint8) frame of size ``shw`` to ``hw`` in this process
-    (else ``cv2.resize`` does): built, checked, not opted out, not exactly 2x up or down, not beyond
-    ``MAX_DOWNSCALE``. ``jpeg.py``'s decode-and-resize asks the same."""
-    (sh, sw), (h, w) = shw, hw
-    return _setup()["fn"] is not None and not ((sh == 2 * h and sw == 2 * w) or (h == 2 * sh and w == 2 * sw)
-                                               or sw > MAX_DOWNSCALE * w)
-
-
 def resize_linear(im: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
     """``cv2.resize(im, (hw[1], hw[0]), interpolation=cv2.INTER_LINEAR)``'s bytes, in a new (h, w, 3) array."""
     h, w = int(hw[0]), int(hw[1])
-    if im.ndim != 3 or im.dtype != np.uint8 or im.strides[1] != im.shape[2] or im.strides[2] != 1 \
-            or not takes(im.shape[:2], (h, w)):
+    fn = _setup()["fn"]
+    sh, sw = im.shape[:2]
+    if fn is None or im.ndim != 3 or im.dtype != np.uint8 or im.strides[1] != im.shape[2] or im.strides[2] != 1 \
+            or (sh == 2 * h and sw == 2 * w) or (h == 2 * sh and w == 2 * sw) or sw > MAX_DOWNSCALE * w:
         return cv2.resize(im, (w, h), interpolation=cv2.INTER_LINEAR)
-    return run_native(_setup()["fn"], im, (h, w), True)
+    return run_native(fn, im, (h, w), True)

@@ -3,8 +3,6 @@
 * The kernel against ``cv2.imdecode`` on JPEGs from two encoders (OpenCV's libjpeg-turbo and Pillow's): every chroma
   subsampling, grey, progressive, optimised Huffman tables, restart markers, sizes from 1x1 up, at every DCT scale
   (1, 1/2, 1/4, 1/8), each decoded by the kernel itself (no image handed to OpenCV).
-* Its one-pass decode-and-resize against ``cv2.resize(cv2.imdecode(..))`` on the same files, down and up; taken
-  exactly where ``resize_linear`` would run its native kernel.
 * The files it must not decode as it would (the demo set's bad inputs): EXIF-rotated (3 and 6, and a big-endian 6),
   unreadable EXIF, CMYK, a truncated stream, garbage, a wrong expected size. Each is declined, counted by reason,
   and what comes back is exactly OpenCV's result; an EXIF orientation of 1 is no reason to decline.
@@ -21,7 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from loader.kernels import jpeg, resize
+from loader.kernels import jpeg
 
 from engine_route import engine_route
 
@@ -96,38 +94,6 @@ def test_kernel_is_opencv_bitwise(kernel, scale):
     assert not bad, bad
 
 
-@pytest.mark.parametrize("vec", [False, True])
-def test_decode_and_resize_is_opencv_bitwise(kernel, vec):
-    """The one-pass decode-and-resize (decoded rows through a ring into resize.c) equals cv2.resize(cv2.imdecode(..))
-    on every file, down (the load size's ratio, and 1/3), up and to tiny sizes: with resize.c's AVX-512 code (what
-    the loader runs; CI's CPU has it) and its per-element code (any CPU)."""
-    if vec and not resize.native_kernel()[1]:
-        pytest.fail("this CPU has no AVX-512 VBMI: the loader does not run the one-pass path here")
-    bad = []
-    for name, data in _corpus():
-        ref = _opencv(data, 1)
-        h, w = ref.shape[:2]
-        for out_hw in ((max(h * 7 // 15, 1), max(w * 7 // 15, 1)), (max(h // 3, 1), max(w // 3, 1)),
-                       (2 * h + 1, w + 7), (3, 5)):
-            exp = cv2.resize(ref, out_hw[::-1], interpolation=cv2.INTER_LINEAR)
-            got, rc = jpeg.run_native_resized(kernel, data, 1, (h, w), out_hw, vec)
-            if rc or not np.array_equal(got, exp):
-                bad.append((name, out_hw, rc))
-    assert not bad, bad
-
-
-def test_decode_jpeg_resizes_where_the_resize_kernel_would(kernel):
-    """decode_jpeg(.., out_hw) takes the one-pass route exactly where resize_linear would run the native kernel:
-    not for an exact 2x (OpenCV's own path), nor for the decoded size itself; the bytes are the two steps' either way."""
-    data = cv2.imencode(".jpg", _picture(480, 640, 8))[1]
-    ref = cv2.imdecode(data, cv2.IMREAD_COLOR)
-    for out_hw, one_pass in (((224, 299), True), ((240, 320), False), ((480, 640), False), ((961, 1281), True)):
-        im, resized = jpeg.decode_jpeg(data, 1, (480, 640), out_hw)
-        assert resized == one_pass == (out_hw != (480, 640) and resize.takes((480, 640), out_hw)), out_hw
-        exp = cv2.resize(ref, out_hw[::-1], interpolation=cv2.INTER_LINEAR) if resized else ref
-        assert np.array_equal(im, exp), out_hw
-
-
 def _with_exif(data: np.ndarray, payload: bytes) -> np.ndarray:
     """``data`` with an APP1 segment holding ``payload`` right after SOI."""
     seg = b"\xff\xe1" + (len(payload) + 2).to_bytes(2, "big") + payload
@@ -159,7 +125,7 @@ def test_exif_orientation(orientation, big_endian):
     ref = cv2.imdecode(data, cv2.IMREAD_COLOR)
     assert (ref.shape[:2] == (200, 120)) == (orientation in (6, 8))  # OpenCV did rotate
     out = {}
-    got = _declines(lambda: out.setdefault("im", jpeg.decode_jpeg(data, 1, ref.shape[:2])[0]))
+    got = _declines(lambda: out.setdefault("im", jpeg.decode_jpeg(data, 1, ref.shape[:2])))
     assert np.array_equal(out["im"], ref)
     assert got == ({} if orientation == 1 else {jpeg.REASONS[2]: 1}), got
 
@@ -170,7 +136,7 @@ def test_unreadable_exif_is_declined():
     data = _with_exif(cv2.imencode(".jpg", im)[1], b"Exif\0\0II*\0" + (9999).to_bytes(4, "little"))
     ref = cv2.imdecode(data, cv2.IMREAD_COLOR)
     out = {}
-    assert _declines(lambda: out.setdefault("im", jpeg.decode_jpeg(data, 1, ref.shape[:2])[0])) == {jpeg.REASONS[2]: 1}
+    assert _declines(lambda: out.setdefault("im", jpeg.decode_jpeg(data, 1, ref.shape[:2]))) == {jpeg.REASONS[2]: 1}
     assert np.array_equal(out["im"], ref)
 
 
@@ -185,11 +151,9 @@ def test_demo_bad_inputs_are_opencvs(nasty_set, kernel):
         ref = cv2.imdecode(data, cv2.IMREAD_COLOR)  # None for the truncated file too: OpenCV 5 fails on the warning
         hw = ref.shape[:2] if ref is not None else (1080, 1920)  # the demo's stored size
         out = {}
-        for out_hw in (None, (hw[0] * 7 // 15, hw[1] * 7 // 15)):  # decode alone, and decode-and-resize
-            got = _declines(lambda: out.__setitem__("r", jpeg.decode_jpeg(data, 1, hw, out_hw)))
-            assert got == {jpeg.REASONS[code]: 1}, (name, out_hw, got)
-            im, resized = out["r"]
-            assert not resized and ((im is None and ref is None) or np.array_equal(im, ref)), name
+        got = _declines(lambda: out.setdefault("im", jpeg.decode_jpeg(data, 1, hw)))
+        assert got == {jpeg.REASONS[code]: 1}, (name, got)
+        assert (out["im"] is None and ref is None) or np.array_equal(out["im"], ref), name
     for name in ("nasty_gray.jpg", "nasty_tiny.jpg", "nasty_overshoot.jpg"):  # these the kernel decodes itself
         data = np.fromfile(imd / name, np.uint8)
         ref = _opencv(data, 1)
