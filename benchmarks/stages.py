@@ -3,7 +3,7 @@
     python benchmarks/stages.py [--data DATA.yaml] [--imgsz 896] [--n 40]
 
 Decides, by measurement, which library does each step: JPEG decode (OpenCV full /
-DCT-reduced vs Pillow-SIMD draft), resize (OpenCV INTER_LINEAR vs the native kernel's same bytes vs Pillow
+DCT-reduced vs the native libjpeg-turbo kernel vs Pillow-SIMD draft), resize (OpenCV INTER_LINEAR vs the native kernel's same bytes vs Pillow
 BILINEAR), the tile warp (OpenCV warpAffine with each border mode), HSV. Prints milliseconds per image.
 """
 
@@ -21,6 +21,8 @@ from PIL import Image
 from loader.kernels.hsv import opencv_three_passes as hsv_opencv
 from loader.kernels.hsv import apply_hsv, hsv_luts_batch
 from loader.kernels.hsv import kernel as hsv_kernel
+from loader.kernels.jpeg import decode_jpeg
+from loader.kernels.jpeg import kernel as jpeg_kernel
 from loader.kernels.resize import kernel as resize_kernel
 from loader.kernels.resize import resize_linear
 from loader.allocator import tune_allocator
@@ -66,6 +68,8 @@ def main() -> None:
         return np.asarray(im.convert("RGB"))
 
     rows.append(("decode: OpenCV full", time_per_item(lambda b: cv2.imdecode(b, cv2.IMREAD_COLOR), blobs)))
+    rows.append((f"decode: decode_jpeg ({jpeg_kernel()}) full",
+                 time_per_item(lambda b: decode_jpeg(b, 1, (h0, w0)), blobs)))
     rows.append(("decode: OpenCV DCT 1/2", time_per_item(lambda b: cv2.imdecode(b, cv2.IMREAD_REDUCED_COLOR_2), blobs)))
     rows.append(("decode: Pillow-SIMD draft 1/2", time_per_item(pil_draft, blobs)))
     half = [cv2.imdecode(b, cv2.IMREAD_REDUCED_COLOR_2) for b in blobs]

@@ -1,4 +1,4 @@
-"""The compiled kernels' plumbing (``hsv.c``, ``resize.c``): load one through ctypes, and decide once per process
+"""The compiled kernels' plumbing (``hsv.c``, ``resize.c``, ``jpeg.c``): load one through ctypes, and decide once per process
 whether it runs or OpenCV does, and why (a slower route is warned, never silent)."""
 
 from __future__ import annotations
