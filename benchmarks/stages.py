@@ -2,8 +2,8 @@
 
     python benchmarks/stages.py [--data DATA.yaml] [--imgsz 896] [--n 40]
 
-Decides, by measurement, which library does each step: JPEG decode (OpenCV full /
-DCT-reduced vs the native libjpeg-turbo kernel vs Pillow-SIMD draft), resize (OpenCV INTER_LINEAR vs the native kernel's same bytes vs Pillow
+Decides, by measurement, which library does each step: JPEG decode (OpenCV full / DCT-reduced vs the native
+libjpeg-turbo kernel vs Pillow-SIMD draft), resize (OpenCV INTER_LINEAR vs the native kernel's same bytes vs Pillow
 BILINEAR), the tile warp (OpenCV warpAffine with each border mode), HSV. Prints milliseconds per image.
 """
 

@@ -48,8 +48,9 @@ def backend_report() -> dict:
         "cpu_avx2": avx2,
         "opencv_threads": cv2.getNumThreads(),
         # What the CPU engine uses for each step; the OpenCV kernel (loader/kernels/opencv.py) keeps this current.
-        "jpeg_decoder": f"{_jpeg_route(f'OpenCV {cv2.__version__} imdecode ({cv_jpeg})')}, DCT-reduced only where that gives Ultralytics' images (a target "
-                        f"of exactly 1/2; reduced_decode=True: wherever it can)",
+        "jpeg_decoder": f"{_jpeg_route(f'OpenCV {cv2.__version__} imdecode ({cv_jpeg})')}, DCT-reduced only where "
+                        f"that gives Ultralytics' images (a target of exactly 1/2; reduced_decode=True: wherever it "
+                        f"can)",
         "resize": f"OpenCV cv2.resize INTER_LINEAR's bytes ({_resize_route(avx2)})",
     }
 

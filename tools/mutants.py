@@ -8,8 +8,9 @@ whole suite (without the scale tier) before it is called survived.
     .venv/bin/python tools/mutants.py --list
 
 Exit status 1 when any mutant survives. The scratch copy is the working tree's tracked files (uncommitted
-edits included) and the built kernels under a temporary folder (a mutated .c file is rebuilt there); the venv is this repository's (``python -m pytest`` run in the
-copy imports the copy's ``loader`` and ``integration``, which come first on ``sys.path``).
+edits included) and the built kernels under a temporary folder (a mutated .c file is rebuilt there); the venv
+is this repository's (``python -m pytest`` run in the copy imports the copy's ``loader`` and ``integration``,
+which come first on ``sys.path``).
 """
 
 from __future__ import annotations
@@ -77,8 +78,8 @@ MUTANTS = {
                                      "tests/unit/kernels/test_jpeg_native.py"),
     "jpeg-keeps-warned-decodes": ("loader/kernels/jpeg.c", "status = err.pub.num_warnings ? DECLINED_WARNING : OK;",
                                   "status = OK;", "tests/unit/kernels/test_jpeg_native.py"),
-    "jpeg-scale-ignored": ("loader/kernels/jpeg.py", "buf.size, int(scale), out.ctypes.data", "buf.size, 1, out.ctypes.data",
-                           "tests/unit/kernels/test_jpeg_native.py"),
+    "jpeg-scale-ignored": ("loader/kernels/jpeg.py", "buf.size, int(scale), out.ctypes.data",
+                           "buf.size, 1, out.ctypes.data", "tests/unit/kernels/test_jpeg_native.py"),
     # batch assembly and the adapter
     "batch-idx-shifted": ("loader/batch.py", "batch_idx = np.repeat(np.arange(len(batch), dtype=np.float32), counts)",
                           "batch_idx = np.repeat(np.arange(1, len(batch) + 1, dtype=np.float32), counts)",
