@@ -59,8 +59,8 @@ def _jpeg_route(opencv: str) -> str:
     from .kernels import jpeg
 
     route = jpeg.kernel()
-    return "libjpeg-turbo into the output rows (the native kernel: cv2.imdecode's bytes)" if route == "native" else \
-        f"{opencv}; {route}"
+    return f"libjpeg-turbo {jpeg.library()} into the output rows (the native kernel: cv2.imdecode's bytes)" \
+        if route == "native" else f"{opencv}; {route}"
 
 
 def _resize_route(avx2: bool) -> str:

@@ -5,8 +5,8 @@
 * ``resize``: the load-time INTER_LINEAR resize every decoded image takes (``cv2.resize``'s bytes; ``resize.c``,
   compiled, ~1.3x faster), called by ``loader.images.decode``;
 * ``jpeg``: JPEG decode with ``cv2.imdecode``'s bytes through libjpeg-turbo into the output rows (``jpeg.c``,
-  compiled, ~20% faster), called by
-  ``loader.images.decode``; what it does not decode as OpenCV does goes to ``cv2.imdecode``, counted;
+  compiled, ~20% faster), called by ``loader.images.decode``; what it does not decode as OpenCV does goes to
+  ``cv2.imdecode``, counted;
 * ``torch_paint``: the same plans with tensor ops on any device (the DALI engine's colour step and its
   perspective plans on a GPU);
 * ``dali_decode`` / ``dali_paint``: batched JPEG decode + resize, and one DALI graph that paints a batch

@@ -24,7 +24,7 @@ import numpy as np
 
 from . import native
 
-__all__ = ["decode_jpeg", "native_kernel", "run_native", "kernel", "declined", "REASONS"]
+__all__ = ["decode_jpeg", "native_kernel", "run_native", "kernel", "library", "declined", "REASONS"]
 
 LOG = logging.getLogger("loader")
 
@@ -100,6 +100,15 @@ def _decide() -> dict:
 
 
 _setup = native.Once(_decide)  # every decode asks: no lock once it is set
+
+
+def library() -> str:
+    """The libjpeg-turbo the kernel was built against ("2.1.5"), or "" where it is not built."""
+    try:
+        v = native.load("jpeg").jpeg_turbo_version()
+    except ImportError:
+        return ""
+    return f"{v // 1000000}.{v // 1000 % 1000}.{v % 1000}" if v else "?"
 
 
 def kernel() -> str:

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import io
+import re
 
 import cv2
 import numpy as np
@@ -80,6 +81,7 @@ def test_self_check_passes(kernel):
     """The check ``jpeg.py`` runs before using the kernel passes with this OpenCV (else CI's route is OpenCV's)."""
     assert jpeg._self_check(kernel)
     assert jpeg.kernel() == "native"
+    assert re.fullmatch(r"\d+\.\d+\.\d+", jpeg.library()), jpeg.library()  # the report names the libjpeg-turbo
 
 
 @pytest.mark.parametrize("scale", [1, 2, 4, 8])
