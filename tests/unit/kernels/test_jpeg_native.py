@@ -1,7 +1,7 @@
 """The JPEG decoder (``loader/kernels/jpeg.py`` and ``jpeg.c``) gives ``cv2.imdecode``'s bytes, or hands the file to it.
 
 * The kernel against ``cv2.imdecode`` on JPEGs from two encoders (OpenCV's libjpeg-turbo and Pillow's): every chroma
-  subsampling, grey, progressive, optimised Huffman tables, restart markers, sizes from 1x1 up, at every DCT scale
+  subsampling (4:1:1 included), grey, RGB-coded, progressive, optimised Huffman tables, restart markers, sizes from 1x1 up, at every DCT scale
   (1, 1/2, 1/4, 1/8), each decoded by the kernel itself (no image handed to OpenCV).
 * The files it must not decode as it would (the demo set's bad inputs): EXIF-rotated (3 and 6, and a big-endian 6),
   unreadable EXIF, CMYK, a truncated stream, garbage, a wrong expected size. Each is declined, counted by reason,
@@ -62,6 +62,8 @@ def _corpus() -> list[tuple[str, np.ndarray]]:
         out.append((f"pil {w}x{h} progressive optimised", _pil(im, quality=70, progressive=True, optimize=True)))
         out.append((f"pil {w}x{h} q100 4:4:4", _pil(im, quality=100, subsampling=0)))
         out.append((f"pil {w}x{h} grey", _pil(cv2.cvtColor(im, cv2.COLOR_BGR2GRAY), quality=90)))
+        out.append((f"pil {w}x{h} 4:1:1", _pil(im, quality=90, subsampling="4:1:1")))
+        out.append((f"pil {w}x{h} RGB-coded (Adobe transform 0)", _pil(im, quality=90, keep_rgb=True)))
         for name, p in (("4:2:0 q95", [cv2.IMWRITE_JPEG_QUALITY, 95]),
                         ("4:2:2", [cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_422]),
                         ("4:4:4 q40", [cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444,
