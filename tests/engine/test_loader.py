@@ -232,6 +232,17 @@ def test_worker_exception_surfaces_with_its_traceback(demo_set, monkeypatch):
     assert _leftovers(shm) == {"threads": [], "children": [], "shm": set()}
 
 
+def test_ring_reuses_the_buffers_of_dropped_batches(demo_set):
+    """A consumer that drops each batch when it takes the next (a training loop) is painted into the ring's few
+    buffers over and over: no fresh batch-size allocation per batch (each one was faulted in by the painters)."""
+    with DetectionLoader(demo_set, imgsz=S, batch_size=4, workers=2, pin_memory=False) as dl:
+        n = 0
+        for _ in range(3):
+            for b in dl:  # the loop variable drops the previous batch
+                n += 1
+        assert n > 2 * dl.ring.slots and dl.stats()["ring_allocations"] <= dl.ring.slots, (n, dl.stats())
+
+
 def test_consumer_keeping_batches_never_sees_them_overwritten(demo_set):
     with DetectionLoader(demo_set, imgsz=S, batch_size=4, workers=2) as dl:
         kept = list(dl)  # every batch kept alive: the ring must not reuse their memory
