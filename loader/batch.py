@@ -26,6 +26,14 @@ def _cuda_available() -> bool:
         return False
 
 
+def _unused_refcount() -> int:
+    """What ``sys.getrefcount`` says of a buffer held only by a list slot and a local, read the way ``acquire``
+    reads it: measured, not assumed (interpreters differ in the references they count)."""
+    bufs = [np.empty(1, np.uint8)]
+    buf = bufs[0]
+    return sys.getrefcount(buf)
+
+
 class BatchRing:
     """``slots`` reusable flat uint8 buffers, each viewed as a contiguous (B, H, W, 3) array on demand.
 
@@ -43,6 +51,7 @@ class BatchRing:
         self._next = 0
         self._lock = threading.Lock()
         self.allocations = 0
+        self._unused = _unused_refcount()
 
     def acquire(self, shape: tuple[int, ...]) -> np.ndarray:
         """A contiguous uint8 array of ``shape`` whose memory no live batch uses."""
@@ -60,11 +69,10 @@ class BatchRing:
             k = self._next
             self._next = (k + 1) % self.slots
             buf = self._bufs[k]
-            # refs: the list slot, ``buf`` here and getrefcount's argument; anything more is a live batch (a view of
-            # it). Until this counted only two, so no buffer was ever reused: every batch was a fresh allocation
-            # faulted in by the painters (77 MB at 32 x 896^2; 6.5 % of an uncached run's CPU in the kernel
-            # zeroing its pages)
-            if buf is None or buf.nbytes < max(need, 1) or sys.getrefcount(buf) > 3:
+            # anything above an unused buffer's count (the list slot, ``buf`` here, getrefcount's argument) is a
+            # live batch viewing it. This once counted two, so no buffer was ever reused: every batch was a fresh
+            # 77 MB allocation (32 x 896^2) the painters faulted in
+            if buf is None or buf.nbytes < max(need, 1) or sys.getrefcount(buf) > self._unused:
                 self.allocations += 1
                 buf = self._bufs[k] = np.empty(max(need, self.capacity), np.uint8)
             return buf[:need].reshape(shape)
