@@ -195,8 +195,8 @@ class DetectionLoader(Closing):
         return {"samples": self.samples, "decodes": self.images.decodes,
                 "decodes_per_sample": self.images.decodes / max(self.samples, 1), "image_cache": self.images.stats(),
                 "store": store, "store_errors": store["store_errors"], "read_faults": store["read_faults"],
-                "ring_bytes": self.ring.nbytes(), "ring_allocations": self.ring.allocations, "workers": self.workers, "engine": self.backend,
-                "device": self.device, **self.engine.stats()}
+                "ring_bytes": self.ring.nbytes(), "ring_allocations": self.ring.allocations, "workers": self.workers,
+                "engine": self.backend, "device": self.device, **self.engine.stats()}
 
     def close(self) -> None:
         """Stop and join painter threads, release buffers, the image source and the engine. Idempotent (and safe

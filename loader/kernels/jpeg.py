@@ -138,10 +138,9 @@ def decode_jpeg(buf: np.ndarray, scale: int, hw: tuple[int, int]) -> np.ndarray 
     takes the image (a BGR (h, w, 3) array of the expected, already reduced and upright size ``hw``), else through
     OpenCV itself (whatever it returns: None for no image, grey, four channels, another size)."""
     fn = _setup()["fn"]
-    if fn is None:
-        return cv2.imdecode(buf, _READ[scale])
-    im, rc = run_native(fn, buf, scale, hw)
-    if rc:
+    if fn is not None:
+        im, rc = run_native(fn, buf, scale, hw)
+        if rc == 0:
+            return im
         _count(rc)
-        return cv2.imdecode(buf, _READ[scale])
-    return im
+    return cv2.imdecode(buf, _READ[scale])
