@@ -12,7 +12,7 @@ from setuptools import Extension, setup
 
 # no -ffast-math and no contraction: the float steps must round exactly as OpenCV's do
 _FLAGS = ["-O3", "-fno-math-errno", "-ffp-contract=off"]
-_LIBS = {"hsv": ["m"], "resize": ["m"], "jpeg": ["jpeg"]}
+_LIBS = {"hsv": ["m"], "resize": ["m"], "warp": ["m"], "jpeg": ["jpeg"]}
 
 setup(ext_modules=[Extension(f"loader.kernels._{name}", [f"loader/kernels/{name}.c"], optional=True,
                              extra_compile_args=_FLAGS, libraries=libs) for name, libs in _LIBS.items()])

@@ -80,6 +80,15 @@ MUTANTS = {
                                   "status = OK;", "tests/unit/kernels/test_jpeg_native.py"),
     "jpeg-scale-ignored": ("loader/kernels/jpeg.py", "buf.size, int(scale), out.ctypes.data",
                            "buf.size, 1, out.ctypes.data", "tests/unit/kernels/test_jpeg_native.py"),
+    # the mosaic warp from the tiles (C: rebuilt in the scratch copy)
+    "warp-float-coordinates": ("loader/kernels/warp.c", "double sx = fma_y ? fma(A[0], (double)x, A[2]) : A[0] * x + A[2];",
+                               "double sx = (float)((float)A[0] * (float)x + (float)A[2]);",
+                               "tests/unit/kernels/test_warp_native.py"),
+    "warp-seam-window-not-grey": ("loader/kernels/warp.c", "memset(tmp, FILL, sizeof(tmp));", "memset(tmp, 0, sizeof(tmp));",
+                                  "tests/unit/kernels/test_warp_native.py"),
+    "warp-row-cache-overwrites": ("loader/kernels/warp.c", "hit = t == 1 ? 1 - slot[0] : have[0] == r + 1 ? 1 : 0;",
+                                  "hit = t == 1 ? slot[0] : have[0] == r + 1 ? 1 : 0;",
+                                  "tests/unit/kernels/test_warp_native.py"),
     # the batch ring: reuse a buffer only when no batch views it
     "ring-never-reuses": ("loader/batch.py", "sys.getrefcount(buf) > self._unused:",
                           "sys.getrefcount(buf) > self._unused - 1:", "tests/engine/test_loader.py"),

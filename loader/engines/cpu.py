@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 
-from ..kernels import hsv, jpeg, opencv, resize
+from ..kernels import hsv, jpeg, opencv, resize, warp
 from ..plan import PlanBatch
 from .base import Engine
 
@@ -46,7 +46,8 @@ class CpuEngine(Engine):
 
     def stats(self) -> dict:
         return {"allocator_tuned": self.allocator_tuned, "hsv_kernel": hsv.kernel(), "resize_kernel": resize.kernel(),
-                "jpeg_decoder": jpeg.kernel(), "jpeg_declined": jpeg.declined()}
+                "warp_kernel": warp.kernel(), "warp_routes": warp.routes(), "jpeg_decoder": jpeg.kernel(),
+                "jpeg_declined": jpeg.declined()}
 
     def tasks(self, work) -> list:
         return [(self._sample, (work, j)) for j in range(len(work))]

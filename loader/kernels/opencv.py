@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from .hsv import apply_hsv, hsv_luts_batch, land
+from .warp import warp_pastes
 from ..plan import FILL, Plan, PlanBatch, paste_regions, translate, visible_window, visible_windows, window_pastes
 
 __all__ = ["paint", "paint_geometry", "finish", "hsv_luts", "hsv_luts_batch", "apply_hsv", "BatchGeometry"]
@@ -230,16 +231,18 @@ class BatchGeometry:
         cx0, cy0, cx1, cy1 = self.window[j]
         pastes = self.pastes[j]
         images = [load(i) for i in self.tiles[j]]
-        if self.single[j]:
-            sub = images[0][cy0:cy1, cx0:cx1]
-        else:
-            sub = _buffer("canvas", (cy1 - cy0, cx1 - cx0, 3))
-            rects = []
-            for k, sy, sx, h, w, dy, dx in pastes:
-                sub[dy:dy + h, dx:dx + w] = images[k][sy:sy + h, sx:sx + w]
-                rects.append((dy, dy + h, dx, dx + w))
-            _fill_uncovered(sub, rects)
-        _warp_into(sub, self.M[j] @ translate(cx0, cy0), out, cv2.BORDER_CONSTANT)
+        M = self.M[j] @ translate(cx0, cy0)
+        if not warp_pastes(images, pastes, (cy1 - cy0, cx1 - cx0), M, out):  # the kernel reads the tiles in place
+            if self.single[j]:
+                sub = images[0][cy0:cy1, cx0:cx1]
+            else:
+                sub = _buffer("canvas", (cy1 - cy0, cx1 - cx0, 3))
+                rects = []
+                for k, sy, sx, h, w, dy, dx in pastes:
+                    sub[dy:dy + h, dx:dx + w] = images[k][sy:sy + h, sx:sx + w]
+                    rects.append((dy, dy + h, dx, dx + w))
+                _fill_uncovered(sub, rects)
+            _warp_into(sub, M, out, cv2.BORDER_CONSTANT)
         apply_hsv(out, self.batch.hsv[j] if self.has_hsv[j] else None, not self.keep_bgr[j],
                   self.luts[j] if self.has_hsv[j] else None, tuple(self.box[j]), self.flip_lr[j])
         _fill_uncovered(out, [self.box[j]], (self.fill[j],) * 3)

@@ -1,0 +1,277 @@
+/* The mosaic warp without the canvas: cv2.warpAffine(canvas, M, flags=INTER_LINEAR, borderValue=114)'s bytes,
+   read from the tiles where they lie, for the matrices Ultralytics' default augmentation makes (scale,
+   translation and flips: no rotation, no shear, no perspective).
+
+   The CPU engine composes the part of the mosaic canvas the output sees (a copy of up to 9.6 MB per sample at
+   896 px, then 114 where no tile is) and warps it with OpenCV: the copies and fills were ~0.6 ms of a painter's
+   ~9.3 ms per uncached image. With M[0][1] = M[1][0] = 0 the warp is separable: every output column samples the
+   same two canvas columns in every row, every output row the same two canvas rows, so each canvas row the
+   output needs is interpolated once, horizontally, straight from the tile rows it crosses.
+
+   OpenCV 5's warpAffine for 8-bit images (imgproc warp_kernels.simd.hpp, warp_common.vector.hpp) inverts M in
+   double (imgwarp.cpp), then per output pixel (x, y): sx = fma((float)A0, x, (float)(y A1 + A2)), sy likewise
+   with A3, A4, A5, in float; ix = floor(sx), alpha = sx - ix (beta from sy); taps outside the source are the
+   border value; top = fma(alpha, p01 - p00, p00), bottom the same one row down, out = fma(beta, bottom - top,
+   top), rounded to nearest even and saturated. This file does the same float operations in the same order, so
+   the bytes are OpenCV's; loader/kernels/warp.py checks that against the installed OpenCV before using it.
+
+   The horizontal pass gathers each 16 outputs' two taps with one VPERMI2B from a 128-byte window of a tile row
+   (column plans made once per call); a window that crosses a tile's edge or the grey is assembled first (a few
+   per row). `warp_scaled(..., vec=0)` runs the per-element code everywhere (the reference the tests use). Loaded
+   with ctypes (which releases the GIL for the call); a Python module only so that pip builds it. */
+
+#include <Python.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define HAVE_X86 1
+#endif
+
+#define FILL 114
+#define MAX_SEGS 16
+
+typedef struct {      /* one tile's run of a canvas row: window columns [c0, c1), column c at base + 3 c */
+    int c0, c1;
+    const uint8_t *base;
+    long step;        /* the tile's row step; 0 on its last row in the window */
+} seg_t;
+
+typedef struct {      /* the window the warp reads: (wh, ww) pixels, tiles pasted, FILL elsewhere */
+    int wh, ww, n;
+    const uint8_t *const *ptr;  /* per paste: the tile pixel that lands on window (dy, dx) */
+    const long *step;           /* per paste: the tile's row step */
+    const int32_t *rect;        /* per paste: dy, dx, h, w */
+} window_t;
+
+static int row_segs(const window_t *w, int r, seg_t *s) {
+    int n = 0;
+    if (r < 0 || r >= w->wh) return 0;
+    for (int k = 0; k < w->n && n < MAX_SEGS; k++) {
+        const int32_t *q = w->rect + 4 * k;
+        if (r < q[0] || r >= q[0] + q[2] || q[3] <= 0) continue;
+        s[n].c0 = q[1], s[n].c1 = q[1] + q[3];
+        s[n].base = w->ptr[k] + (long)(r - q[0]) * w->step[k] - 3L * q[1];
+        s[n].step = r + 1 < q[0] + q[2] ? w->step[k] : 0;
+        n++;
+    }
+    return n;
+}
+
+static inline uint8_t seg_byte(const seg_t *s, int n, int c, int ch) {
+    for (int k = 0; k < n; k++)
+        if (c >= s[k].c0 && c < s[k].c1) return s[k].base[3 * c + ch];
+    return FILL;
+}
+
+/* Canvas row r (its runs s[0..n)) through the horizontal pass for every output element, per element. */
+static void hrow_scalar(const seg_t *s, int n, float *H, const int32_t *ix, const float *alpha, int x0, int W) {
+    for (int x = x0; x < W; x++)
+        for (int ch = 0; ch < 3; ch++) {
+            float p0 = seg_byte(s, n, ix[x], ch), p1 = seg_byte(s, n, ix[x] + 1, ch);
+            H[3 * x + ch] = fmaf(alpha[x], p1 - p0, p0);
+        }
+}
+
+static void vrow_scalar(const float *H0, const float *H1, uint8_t *D, int n, float beta) {
+    for (int e = 0; e < n; e++) {
+        long v = lrintf(fmaf(beta, H1[e] - H0[e], H0[e]));
+        D[e] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+    }
+}
+
+#ifdef HAVE_X86
+typedef struct {
+    uint8_t idx[2][3][64];      /* [tap][third]: the window byte of output element 16 third + i at byte 4 i */
+    float alpha[48];
+    int32_t lo, hi;             /* window columns the chunk reads: lo .. hi (inclusive) */
+    int32_t scalar;             /* 1: its taps do not fit one 128-byte window */
+    uint8_t pad[52];
+} chunk_t;                      /* 640 bytes, 64-aligned fields */
+
+__attribute__((target("avx512f,avx512bw,avx512vbmi")))
+static inline void chunk_from(const uint8_t *p, __mmask64 m0, __mmask64 m1, const chunk_t *k, float *H) {
+    const __mmask64 dw = 0x1111111111111111ULL;  /* byte 0 of each dword: the permutes zero-extend too */
+    __m512i lo = _mm512_maskz_loadu_epi8(m0, p), hi = _mm512_maskz_loadu_epi8(m1, p + 64);
+    for (int q = 0; q < 3; q++) {
+        __m512 fa = _mm512_cvtepi32_ps(_mm512_maskz_permutex2var_epi8(dw, lo, _mm512_load_si512(k->idx[0][q]), hi));
+        __m512 fb = _mm512_cvtepi32_ps(_mm512_maskz_permutex2var_epi8(dw, lo, _mm512_load_si512(k->idx[1][q]), hi));
+        _mm512_storeu_ps(H + 16 * q, _mm512_fmadd_ps(_mm512_load_ps(k->alpha + 16 * q), _mm512_sub_ps(fb, fa), fa));
+    }
+}
+
+/* Canvas row r through the horizontal pass: per chunk of 16 outputs, straight from the tile row that holds all
+   its taps, else from a 128-byte window assembled from the row's runs and the grey. */
+__attribute__((target("avx512f,avx512bw,avx512vbmi")))
+static void hrow_avx512(const seg_t *s, int n, float *H, const chunk_t *ch, int nch, const int32_t *ix,
+                        const float *alpha, int W) {
+    for (int j = 0; j < n; j++)  /* the next row of each run, in cache by the time it is wanted (tiles are cold) */
+        if (s[j].step)
+            for (long b = 3L * s[j].c0; b < 3L * s[j].c1; b += 64) _mm_prefetch((const char *)s[j].base + 2 * s[j].step + b, _MM_HINT_T0);
+    for (int c = 0; c < nch; c++) {
+        const chunk_t *k = ch + c;
+        int x0 = 16 * c;
+        if (k->scalar) {
+            hrow_scalar(s, n, H, ix, alpha, x0, x0 + 16);
+            continue;
+        }
+        int inside = -1, touches = 0;
+        for (int j = 0; j < n; j++) {
+            if (k->lo >= s[j].c0 && k->hi < s[j].c1) inside = j;
+            if (k->lo < s[j].c1 && k->hi >= s[j].c0) touches = 1;
+        }
+        if (inside >= 0) {
+            long avail = 3L * (s[inside].c1 - k->lo);  /* never read past the run's last byte */
+            __mmask64 m0 = avail >= 64 ? ~0ULL : (1ULL << avail) - 1;
+            __mmask64 m1 = avail >= 128 ? ~0ULL : avail > 64 ? (1ULL << (avail - 64)) - 1 : 0;
+            chunk_from(s[inside].base + 3L * k->lo, m0, m1, k, H + 3 * x0);
+        } else if (!touches) {
+            __m512 g = _mm512_set1_ps((float)FILL);
+            for (int q = 0; q < 3; q++) _mm512_storeu_ps(H + 3 * x0 + 16 * q, g);
+        } else {
+            uint8_t tmp[128] __attribute__((aligned(64)));
+            memset(tmp, FILL, sizeof(tmp));
+            for (int j = 0; j < n; j++) {  /* the columns lo .. lo + 41 each run holds */
+                int a = k->lo > s[j].c0 ? k->lo : s[j].c0, b = k->lo + 42 < s[j].c1 ? k->lo + 42 : s[j].c1;
+                if (a < b) memcpy(tmp + 3 * (a - k->lo), s[j].base + 3L * a, 3 * (size_t)(b - a));
+            }
+            chunk_from(tmp, ~0ULL, ~0ULL, k, H + 3 * x0);
+        }
+    }
+    hrow_scalar(s, n, H, ix, alpha, 16 * nch, W);  /* the last W % 16 outputs */
+}
+
+__attribute__((target("avx512f,avx512bw")))
+static void vrow_avx512(const float *H0, const float *H1, uint8_t *D, int n, float beta) {
+    __m512 b = _mm512_set1_ps(beta);
+    __m512i zero = _mm512_setzero_si512();
+    int e = 0;
+    for (; e + 16 <= n; e += 16) {
+        __m512 h0 = _mm512_loadu_ps(H0 + e);
+        __m512i v = _mm512_cvtps_epi32(_mm512_fmadd_ps(b, _mm512_sub_ps(_mm512_loadu_ps(H1 + e), h0), h0));
+        _mm_storeu_si128((__m128i *)(D + e), _mm512_cvtusepi32_epi8(_mm512_max_epi32(v, zero)));
+    }
+    vrow_scalar(H0 + e, H1 + e, D + e, n - e, beta);
+}
+#endif
+
+int warp_vector(void) {
+#ifdef HAVE_X86
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vbmi");
+#else
+    return 0;
+#endif
+}
+
+/* OpenCV's inversion of a forward 2x3 matrix (imgwarp.cpp, warpAffine without WARP_INVERSE_MAP), in double. */
+void warp_invert(const double *M, double *A) {
+    double D = M[0] * M[4] - M[1] * M[3];
+    D = D != 0 ? 1. / D : 0;
+    double A11 = M[4] * D, A22 = M[0] * D;
+    A[0] = A11, A[1] = M[1] * -D, A[3] = M[3] * -D, A[4] = A22;
+    A[2] = -A[0] * M[2] - A[1] * M[5];
+    A[5] = -A[3] * M[2] - A[4] * M[5];
+}
+
+/* dst (H, W, 3) rows [y0, y1) from the window (see window_t) through the forward matrix M (2x3, window pixel ->
+   output pixel, M[1] = M[3] = 0). fma_y: the row coordinate's y A4 + A5 in one rounding (as an OpenCV build
+   compiled with FMA contraction computes it). vec: the AVX-512 code. 0 on success, -1 out of memory, -2 a
+   matrix with rotation or shear. */
+int warp_scaled(uint8_t *dst, long dstep, int Hh, int W, int y0, int y1, const double *M, int fma_y, int wh, int ww,
+                int n, const uint8_t *const *ptr, const long *step, const int32_t *rect, int vec) {
+    double A[6];
+    warp_invert(M, A);
+    if (A[1] != 0 || A[3] != 0) return -2;
+    window_t win = {wh, ww, n, ptr, step, rect};
+    int32_t *ix = malloc(sizeof(int32_t) * (size_t)W);
+    float *alpha = malloc(sizeof(float) * (size_t)W);
+    int Wp = (3 * W + 63) / 64 * 64;
+    float *rows = aligned_alloc(64, sizeof(float) * 2 * (size_t)Wp);
+    if (!ix || !alpha || !rows) {
+        free(ix); free(alpha); free(rows);
+        return -1;
+    }
+    for (int x = 0; x < W; x++) {  /* A1 = 0: the row adds nothing */
+        double sx = fma_y ? fma(A[0], (double)x, A[2]) : A[0] * x + A[2];
+        double f = floor(sx);
+        ix[x] = (int32_t)f;
+        alpha[x] = (float)(sx - f);
+    }
+#ifdef HAVE_X86
+    int nch = W / 16;
+    chunk_t *ch = NULL;
+    if (vec) {
+        ch = aligned_alloc(64, sizeof(chunk_t) * (size_t)(nch + 1));
+        if (!ch) {
+            free(ix); free(alpha); free(rows);
+            return -1;
+        }
+        for (int c = 0; c < nch; c++) {
+            chunk_t *k = ch + c;
+            memset(k, 0, sizeof(*k));
+            int lo = ix[16 * c], hi = ix[16 * c];
+            for (int x = 16 * c; x < 16 * c + 16; x++) {
+                lo = ix[x] < lo ? ix[x] : lo;
+                hi = ix[x] > hi ? ix[x] : hi;
+            }
+            k->lo = lo, k->hi = hi + 1;
+            k->scalar = 3L * (k->hi - lo) + 2 >= 126;
+            for (int e = 0; e < 48; e++) {
+                int x = 16 * c + e / 3, q = e % 3;
+                k->idx[0][e / 16][4 * (e % 16)] = (uint8_t)(k->scalar ? 0 : 3 * (ix[x] - lo) + q);
+                k->idx[1][e / 16][4 * (e % 16)] = (uint8_t)(k->scalar ? 0 : 3 * (ix[x] + 1 - lo) + q);
+                k->alpha[e] = alpha[x];
+            }
+        }
+    }
+#else
+    vec = 0;
+#endif
+    float *Hr[2] = {rows, rows + Wp};
+    int have[2] = {INT32_MIN, INT32_MIN};
+    seg_t s[MAX_SEGS];
+    for (int y = y0; y < y1; y++) {
+        double sy = fma_y ? fma(A[4], (double)y, A[5]) : A[4] * y + A[5];  /* A3 = 0: the column adds nothing */
+        double f = floor(sy);
+        int r = (int)f;
+        float beta = (float)(sy - f);
+        int slot[2];
+        for (int t = 0; t < 2; t++) {  /* rows r and r + 1, each interpolated once while consecutive outputs use it */
+            int want = r + t, hit = have[0] == want ? 0 : have[1] == want ? 1 : -1;
+            if (t == 1 && hit == slot[0]) hit = -1;
+            if (hit < 0) {
+                hit = t == 1 ? 1 - slot[0] : have[0] == r + 1 ? 1 : 0;
+                int m = row_segs(&win, want, s);
+#ifdef HAVE_X86
+                if (vec)
+                    hrow_avx512(s, m, Hr[hit], ch, nch, ix, alpha, W);
+                else
+#endif
+                    hrow_scalar(s, m, Hr[hit], ix, alpha, 0, W);
+                have[hit] = want;
+            }
+            slot[t] = hit;
+        }
+        uint8_t *D = dst + (long)y * dstep;
+#ifdef HAVE_X86
+        if (vec)
+            vrow_avx512(Hr[slot[0]], Hr[slot[1]], D, 3 * W, beta);
+        else
+#endif
+            vrow_scalar(Hr[slot[0]], Hr[slot[1]], D, 3 * W, beta);
+    }
+#ifdef HAVE_X86
+    free(ch);
+#endif
+    free(ix); free(alpha); free(rows);
+    (void)Hh;
+    return 0;
+}
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_warp", "see warp.c", -1, NULL};
+PyMODINIT_FUNC PyInit__warp(void) { return PyModule_Create(&module); }
