@@ -122,7 +122,7 @@ def freeze() -> int:
 
 
 def _kernel_route(name: str) -> str:
-    """The CPU engine's route for a step with a compiled kernel (``hsv``, ``resize``, ``jpeg``): "native", or OpenCV and why."""
+    """The CPU engine's route for a step with a compiled kernel (``hsv``, ``resize``, ``warp``, ``jpeg``): "native", or OpenCV and why."""
     import importlib
     import logging
 
@@ -172,6 +172,7 @@ def report() -> int:
                 f"SIMD {'yes' if pil[0] == 'pillow-simd' else 'no'}"),
         ("HSV kernel", _kernel_route("hsv")),
         ("resize kernel", _kernel_route("resize")),
+        ("warp kernel", _kernel_route("warp")),
         ("JPEG decoder", _kernel_route("jpeg")),
     ]
     for k, v in rows:
