@@ -4,7 +4,8 @@
 
 Decides, by measurement, which library does each step: JPEG decode (OpenCV full / DCT-reduced vs the native
 libjpeg-turbo kernel vs Pillow-SIMD draft), resize (OpenCV INTER_LINEAR vs the native kernel's same bytes vs Pillow
-BILINEAR), the tile warp (OpenCV warpAffine with each border mode), HSV. Prints milliseconds per image.
+BILINEAR), the tile warp (OpenCV warpAffine with each border mode; a mosaic window composed and warped vs read
+in place by the native warp kernel), HSV. Prints milliseconds per image.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from loader.kernels.jpeg import decode_jpeg
 from loader.kernels.jpeg import kernel as jpeg_kernel
 from loader.kernels.resize import kernel as resize_kernel
 from loader.kernels.resize import resize_linear
+from loader.kernels.warp import kernel as warp_kernel
+from loader.kernels.warp import warp_pastes
 from loader.allocator import tune_allocator
 from loader.dataset import build_index
 from loader.plan import load_size
@@ -89,6 +92,23 @@ def main() -> None:
     for name, mode in (("replicate", cv2.BORDER_REPLICATE), ("constant", cv2.BORDER_CONSTANT)):
         rows.append((f"warp: warpAffine {a.imgsz}^2 border {name}",
                      time_per_item(lambda t: cv2.warpAffine(t, M, (a.imgsz, a.imgsz), dst=out, borderMode=mode), tiles)))
+    # a 2x2 mosaic window of four tiles, scaled 0.8 into the output: composed and warped (the OpenCV route) or
+    # read in place by the kernel (the route for matrices without rotation or shear)
+    canvas = np.empty((2 * h, 2 * w, 3), np.uint8)
+    pastes = [(q, 0, 0, h, w, h * (q // 2), w * (q % 2)) for q in range(4)]
+    M3 = np.vstack([M, [0, 0, 1]])
+
+    def composed(k):
+        ims = [tiles[(k + q) % len(tiles)] for q in range(4)]
+        for q, _, _, th, tw, dy, dx in pastes:
+            canvas[dy:dy + th, dx:dx + tw] = ims[q]
+        cv2.warpAffine(canvas, M, (a.imgsz, a.imgsz), dst=out, borderMode=cv2.BORDER_CONSTANT,
+                       borderValue=(114, 114, 114))
+
+    rows.append((f"warp: 2x2 mosaic composed + warpAffine {a.imgsz}^2", time_per_item(composed, range(len(tiles)))))
+    rows.append((f"warp: warp_pastes ({warp_kernel()}) {a.imgsz}^2",
+                 time_per_item(lambda k: warp_pastes([tiles[(k + q) % len(tiles)] for q in range(4)], pastes,
+                                                     canvas.shape[:2], M3, out), range(len(tiles)))))
     r = np.array([0.01, 0.3, -0.2])
     lut = hsv_luts_batch(r)[0]
     rows.append((f"hsv: cvtColor + LUT + cvtColor {a.imgsz}^2", time_per_item(lambda t: hsv_opencv(out, lut, True), tiles)))

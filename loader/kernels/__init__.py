@@ -2,6 +2,9 @@
 
 * ``opencv``: one plan at a time into a host buffer (the CPU engine; the reference), its colour step in
   ``hsv`` (Ultralytics' ``RandomHSV`` bytes; ``hsv.c``, compiled, does it in one pass);
+* ``warp``: the mosaic warp read from the tiles in place, for matrices without rotation or shear (Ultralytics'
+  default augmentation): ``cv2.warpAffine``'s bytes of the composed canvas without composing it (``warp.c``,
+  compiled), called by ``opencv.BatchGeometry``;
 * ``resize``: the load-time INTER_LINEAR resize every decoded image takes (``cv2.resize``'s bytes; ``resize.c``,
   compiled, ~1.3x faster), called by ``loader.images.decode``;
 * ``jpeg``: JPEG decode with ``cv2.imdecode``'s bytes through libjpeg-turbo into the output rows (``jpeg.c``,

@@ -11,7 +11,9 @@ tile (up to ~90 grey levels off on some 3,000 pixels of a 640 px mosaic, +3.8 % 
 sub-rectangle warps rounded sub-pixel positions differently elsewhere. Measured on identical plans against
 Ultralytics (``tests/parity/test_parity_ultralytics.py``): the canvas route is off by at most a few grey
 levels on ~1e-5 of the pixels. The canvas costs a copy of the visible window (the window buffer is reused
-per painter thread); ``benchmarks/host_path.py`` and ``yolo-loader bench`` measure the price.
+per painter thread); ``benchmarks/host_path.py`` and ``yolo-loader bench`` measure the price. For matrices
+without rotation or shear (Ultralytics' default augmentation) ``BatchGeometry`` skips that copy: ``warp.py``
+gives the same bytes as warping the composed window, reading the tiles in place.
 """
 
 from __future__ import annotations
