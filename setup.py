@@ -16,4 +16,5 @@ _FLAGS = ["-O3", "-fno-math-errno", "-ffp-contract=off"]
 _LIBS = {"hsv": ["m"], "resize": ["m"], "warp": ["m"], "jpeg": ["jpeg"]}
 
 setup(ext_modules=[Extension(f"loader.kernels._{name}", [f"loader/kernels/{name}.c"], optional=True,
-                             extra_compile_args=_FLAGS, libraries=libs) for name, libs in _LIBS.items()])
+                             depends=["loader/kernels/cpu.h"], extra_compile_args=_FLAGS, libraries=libs)
+                   for name, libs in _LIBS.items()])

@@ -28,10 +28,10 @@ TORCH_PIN=${TORCH_PIN:-"torch==2.14.1 torchvision==0.29.1"}
 PILLOW_SIMD_PIN=${PILLOW_SIMD_PIN:-"pillow-simd==12.1.1.post0"}
 
 if [[ "$UNLOCKED" == 1 ]]; then
-  stamp_src="unlocked-$(cat pyproject.toml setup.py loader/kernels/*.c tools/bootstrap.sh tools/envcheck.py | sha256sum | cut -c1-16)"
+  stamp_src="unlocked-$(cat pyproject.toml setup.py loader/kernels/*.c loader/kernels/*.h tools/bootstrap.sh tools/envcheck.py | sha256sum | cut -c1-16)"
 else
   [[ -f "$LOCK_FILE" ]] || { echo "[bootstrap] ERROR: $LOCK_FILE is missing (make lock writes it)" >&2; exit 2; }
-  stamp_src=$(cat pyproject.toml setup.py loader/kernels/*.c tools/bootstrap.sh tools/envcheck.py "$LOCK_FILE" | sha256sum | cut -c1-16)
+  stamp_src=$(cat pyproject.toml setup.py loader/kernels/*.c loader/kernels/*.h tools/bootstrap.sh tools/envcheck.py "$LOCK_FILE" | sha256sum | cut -c1-16)
 fi
 stamp_file="$VENV/.bootstrap-stamp"
 if [[ -x "$VENV/bin/python" && -f "$stamp_file" && "$(cat "$stamp_file")" == "$stamp_src" ]]; then

@@ -85,12 +85,8 @@ def _measure_block() -> int | None:
 def native_kernel():
     """The compiled kernel (``hsv.c``) through ctypes, which releases the GIL for the call: (``hsv_apply``, whether
     this CPU runs its AVX-512 blocks). ImportError where pip did not build it."""
-    lib = native.load("hsv")
-    fn = lib.hsv_apply
-    fn.restype = None
-    fn.argtypes = [ctypes.c_void_p, ctypes.c_long, ctypes.c_void_p, ctypes.c_long, ctypes.c_int, ctypes.c_int,
-                   ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int]
-    return fn, bool(lib.hsv_vector())
+    i, p, n = ctypes.c_int, ctypes.c_void_p, ctypes.c_long
+    return native.function("hsv", "hsv_apply", None, [p, n, p, n, i, i, p, i, i, i, i], "hsv_vector")
 
 
 def _self_check(fn, block: int) -> int | None:

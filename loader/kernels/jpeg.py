@@ -41,12 +41,8 @@ _declined: dict[str, int] = {}
 def native_kernel():
     """The compiled decoder (``jpeg.c``) through ctypes, which releases the GIL for the call: (``jpeg_decode_bgr``,
     True: libjpeg-turbo brings its own SIMD). ImportError where pip did not build it."""
-    lib = native.load("jpeg")
-    fn = lib.jpeg_decode_bgr
-    fn.restype = ctypes.c_int
-    fn.argtypes = [ctypes.c_void_p, ctypes.c_long, ctypes.c_int, ctypes.c_void_p, ctypes.c_long, ctypes.c_int,
-                   ctypes.c_int]
-    return fn, True
+    i, p, n = ctypes.c_int, ctypes.c_void_p, ctypes.c_long
+    return native.function("jpeg", "jpeg_decode_bgr", i, [p, n, i, p, n, i, i])
 
 
 def run_native(fn, buf: np.ndarray, scale: int, hw: tuple[int, int]) -> tuple[np.ndarray | None, int]:

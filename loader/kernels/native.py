@@ -9,7 +9,7 @@ import logging
 import os
 import threading
 
-__all__ = ["load", "built", "choose", "Once"]
+__all__ = ["load", "function", "built", "choose", "Once"]
 
 LOG = logging.getLogger("loader")
 
@@ -18,6 +18,16 @@ def load(name: str) -> ctypes.CDLL:
     """The built extension ``loader.kernels._<name>`` as a C library (ctypes releases the GIL in its calls).
     ImportError where pip did not build it."""
     return ctypes.CDLL(importlib.import_module(f"{__package__}._{name}").__file__)
+
+
+def function(name: str, symbol: str, restype, argtypes: list, vector: str | None = None):
+    """(``symbol`` of the built ``loader.kernels._<name>`` with its C signature, whether this CPU runs its AVX-512
+    code: what the library's function ``vector`` says; True without one). ImportError where pip did not build
+    it."""
+    lib = load(name)
+    fn = getattr(lib, symbol)
+    fn.restype, fn.argtypes = restype, argtypes
+    return fn, True if vector is None else bool(getattr(lib, vector)())
 
 
 def built(native_kernel, what: str, where_faster: str):

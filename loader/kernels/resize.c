@@ -25,6 +25,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cpu.h"
+
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 #define HAVE_X86 1
@@ -116,15 +118,7 @@ static void vrow_avx512(const int32_t *H0, const int32_t *H1, uint8_t *D, int W,
 }
 #endif
 
-int resize_vector(void) {
-#ifdef HAVE_X86
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-           __builtin_cpu_supports("avx512vbmi");
-#else
-    return 0;
-#endif
-}
+int resize_vector(void) { return cpu_avx512_vbmi(); }
 
 /* src (sh, sw, cn) with row step sstep -> dst (dh, dw, cn) with row step dstep. vec: the AVX-512 code (callers
    check resize_vector() first). 0 on success, -1 when out of memory. */

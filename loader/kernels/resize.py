@@ -32,12 +32,8 @@ MAX_DOWNSCALE = 6.0
 def native_kernel():
     """The compiled kernel (``resize.c``) through ctypes, which releases the GIL for the call: (``resize_linear``,
     whether this CPU runs its AVX-512 code). ImportError where pip did not build it."""
-    lib = native.load("resize")
-    fn = lib.resize_linear
-    fn.restype = ctypes.c_int
-    fn.argtypes = [ctypes.c_void_p, ctypes.c_long, ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_long,
-                   ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int]
-    return fn, bool(lib.resize_vector())
+    i, p, n = ctypes.c_int, ctypes.c_void_p, ctypes.c_long
+    return native.function("resize", "resize_linear", i, [p, n, i, i, p, n, i, i, i, i], "resize_vector")
 
 
 def run_native(fn, im: np.ndarray, hw: tuple[int, int], vec: bool) -> np.ndarray:

@@ -26,6 +26,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cpu.h"
+
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 #define HAVE_X86 1
@@ -158,15 +160,7 @@ static void vrow_avx512(const float *H0, const float *H1, uint8_t *D, int n, flo
 }
 #endif
 
-int warp_vector(void) {
-#ifdef HAVE_X86
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-           __builtin_cpu_supports("avx512vbmi");
-#else
-    return 0;
-#endif
-}
+int warp_vector(void) { return cpu_avx512_vbmi(); }
 
 /* OpenCV's inversion of a forward 2x3 matrix (imgwarp.cpp, warpAffine without WARP_INVERSE_MAP), in double. */
 void warp_invert(const double *M, double *A) {

@@ -34,13 +34,9 @@ _routes_lock = threading.Lock()
 def native_kernel():
     """The compiled kernel (``warp.c``) through ctypes, which releases the GIL for the call: (``warp_scaled``,
     whether this CPU runs its AVX-512 code). ImportError where pip did not build it."""
-    lib = native.load("warp")
-    fn = lib.warp_scaled
-    fn.restype = ctypes.c_int
-    fn.argtypes = [ctypes.c_void_p, ctypes.c_long, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int,
-                   ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_void_p,
-                   ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int]
-    return fn, bool(lib.warp_vector())
+    i, p = ctypes.c_int, ctypes.c_void_p
+    return native.function("warp", "warp_scaled", i, [p, ctypes.c_long, i, i, i, i, p, i, i, i, i, p, p, p, i],
+                           "warp_vector")
 
 
 def separable(M: np.ndarray) -> bool:
