@@ -110,9 +110,6 @@ static inline void chunk_from(const uint8_t *p, __mmask64 m0, __mmask64 m1, cons
 __attribute__((target("avx512f,avx512bw,avx512vbmi")))
 static void hrow_avx512(const seg_t *s, int n, float *H, const chunk_t *ch, int nch, const int32_t *ix,
                         const float *alpha, int W) {
-    for (int j = 0; j < n; j++)  /* the next row of each run, in cache by the time it is wanted (tiles are cold) */
-        if (s[j].step)
-            for (long b = 3L * s[j].c0; b < 3L * s[j].c1; b += 64) _mm_prefetch((const char *)s[j].base + 2 * s[j].step + b, _MM_HINT_T0);
     for (int c = 0; c < nch; c++) {
         const chunk_t *k = ch + c;
         int x0 = 16 * c;
@@ -129,6 +126,9 @@ static void hrow_avx512(const seg_t *s, int n, float *H, const chunk_t *ch, int 
             long avail = 3L * (s[inside].c1 - k->lo);  /* never read past the run's last byte */
             __mmask64 m0 = avail >= 64 ? ~0ULL : (1ULL << avail) - 1;
             __mmask64 m1 = avail >= 128 ? ~0ULL : avail > 64 ? (1ULL << (avail - 64)) - 1 : 0;
+            const char *ahead = (const char *)s[inside].base + 2 * s[inside].step + 3L * k->lo;
+            _mm_prefetch(ahead, _MM_HINT_T0);
+            _mm_prefetch(ahead + 64, _MM_HINT_T0);
             chunk_from(s[inside].base + 3L * k->lo, m0, m1, k, H + 3 * x0);
         } else if (!touches) {
             __m512 g = _mm512_set1_ps((float)FILL);
