@@ -8,12 +8,13 @@
    same two canvas columns in every row, every output row the same two canvas rows, so each canvas row the
    output needs is interpolated once, horizontally, straight from the tile rows it crosses.
 
-   OpenCV 5's warpAffine for 8-bit images (imgproc warp_kernels.simd.hpp, warp_common.vector.hpp) inverts M in
-   double (imgwarp.cpp), then per output pixel (x, y): sx = fma((float)A0, x, (float)(y A1 + A2)), sy likewise
-   with A3, A4, A5, in float; ix = floor(sx), alpha = sx - ix (beta from sy); taps outside the source are the
-   border value; top = fma(alpha, p01 - p00, p00), bottom the same one row down, out = fma(beta, bottom - top,
-   top), rounded to nearest even and saturated. This file does the same float operations in the same order, so
-   the bytes are OpenCV's; loader/kernels/warp.py checks that against the installed OpenCV before using it.
+   OpenCV 5.1's warpAffine for 8-bit images inverts M in double (imgwarp.cpp), then per output pixel (x, y)
+   maps sx = A0 x + A1 y + A2, sy = A3 x + A4 y + A5 in double; ix = floor(sx), alpha = (float)(sx - ix), beta
+   likewise; taps outside the source are the border value; top = fma(alpha, p01 - p00, p00) in float, bottom
+   the same one row down, out = fma(beta, bottom - top, top), rounded to nearest even and saturated. (OpenCV's
+   newer sources read as float coordinates through FMA: that model is one level off on ~0.1 % of the pixels of
+   a sharp image, tests/unit/kernels/test_warp_native.py.) This file does the same operations in the same
+   order, so the bytes are OpenCV's; loader/kernels/warp.py checks that against the installed OpenCV first.
 
    The horizontal pass gathers each 16 outputs' two taps with one VPERMI2B from a 128-byte window of a tile row
    (column plans made once per call); a window that crosses a tile's edge or the grey is assembled first (a few
@@ -34,7 +35,7 @@
 #endif
 
 #define FILL 114
-#define MAX_SEGS 16
+#define MAX_SEGS 16  /* pastes per window (a mosaic has 4, a 9-image mosaic 9) */
 
 typedef struct {      /* one tile's run of a canvas row: window columns [c0, c1), column c at base + 3 c */
     int c0, c1;
@@ -172,15 +173,16 @@ void warp_invert(const double *M, double *A) {
     A[5] = -A[3] * M[2] - A[4] * M[5];
 }
 
-/* dst (H, W, 3) rows [y0, y1) from the window (see window_t) through the forward matrix M (2x3, window pixel ->
-   output pixel, M[1] = M[3] = 0). fma_y: the row coordinate's y A4 + A5 in one rounding (as an OpenCV build
-   compiled with FMA contraction computes it). vec: the AVX-512 code. 0 on success, -1 out of memory, -2 a
-   matrix with rotation or shear. */
-int warp_scaled(uint8_t *dst, long dstep, int Hh, int W, int y0, int y1, const double *M, int fma_y, int wh, int ww,
-                int n, const uint8_t *const *ptr, const long *step, const int32_t *rect, int vec) {
+/* dst (H, W, 3) from the window (see window_t; n <= MAX_SEGS pastes) through the forward matrix M (2x3, window
+   pixel -> output pixel, M[1] = M[3] = 0). fma_y: the coordinates a t + b in one rounding (as an OpenCV build
+   compiled with FMA contraction would compute them). vec: the AVX-512 code. 0 on success, -1 out of memory, -2
+   a matrix with rotation or shear, -3 more pastes than MAX_SEGS. */
+int warp_scaled(uint8_t *dst, long dstep, int H, int W, const double *M, int fma_y, int wh, int ww, int n,
+                const uint8_t *const *ptr, const long *step, const int32_t *rect, int vec) {
     double A[6];
     warp_invert(M, A);
     if (A[1] != 0 || A[3] != 0) return -2;
+    if (n > MAX_SEGS) return -3;
     window_t win = {wh, ww, n, ptr, step, rect};
     int32_t *ix = malloc(sizeof(int32_t) * (size_t)W);
     float *alpha = malloc(sizeof(float) * (size_t)W);
@@ -229,7 +231,7 @@ int warp_scaled(uint8_t *dst, long dstep, int Hh, int W, int y0, int y1, const d
     float *Hr[2] = {rows, rows + Wp};
     int have[2] = {INT32_MIN, INT32_MIN};
     seg_t s[MAX_SEGS];
-    for (int y = y0; y < y1; y++) {
+    for (int y = 0; y < H; y++) {
         double sy = fma_y ? fma(A[4], (double)y, A[5]) : A[4] * y + A[5];  /* A3 = 0: the column adds nothing */
         double f = floor(sy);
         int r = (int)f;
@@ -237,7 +239,6 @@ int warp_scaled(uint8_t *dst, long dstep, int Hh, int W, int y0, int y1, const d
         int slot[2];
         for (int t = 0; t < 2; t++) {  /* rows r and r + 1, each interpolated once while consecutive outputs use it */
             int want = r + t, hit = have[0] == want ? 0 : have[1] == want ? 1 : -1;
-            if (t == 1 && hit == slot[0]) hit = -1;
             if (hit < 0) {
                 hit = t == 1 ? 1 - slot[0] : have[0] == r + 1 ? 1 : 0;
                 int m = row_segs(&win, want, s);
@@ -263,7 +264,6 @@ int warp_scaled(uint8_t *dst, long dstep, int Hh, int W, int y0, int y1, const d
     free(ch);
 #endif
     free(ix); free(alpha); free(rows);
-    (void)Hh;
     return 0;
 }
 

@@ -10,7 +10,7 @@ canvas and OpenCV (the latter warned once: slower; ``kernel()`` says which route
 checked bitwise against the installed OpenCV on test mosaics before it is used. ``YOLO_LOADER_WARP=opencv``
 chooses the canvas and OpenCV (an A/B, or a way out should the kernel misbehave).
 
-OpenCV 5's ``warpAffine`` (INTER_LINEAR, 8-bit) maps each output pixel through the inverted matrix in double,
+OpenCV 5.1's ``warpAffine`` (INTER_LINEAR, 8-bit) maps each output pixel through the inverted matrix in double,
 rounds the fractional parts to float and interpolates in float (``warp.c``'s header has the steps).
 """
 
@@ -27,6 +27,7 @@ from . import native
 __all__ = ["native_kernel", "run_native", "kernel", "separable", "warp_pastes", "routes"]
 
 FILL = 114
+MAX_PASTES = 16  # warp.c's MAX_SEGS
 _routes = {"native": 0, "canvas": 0}
 _routes_lock = threading.Lock()
 
@@ -35,7 +36,7 @@ def native_kernel():
     """The compiled kernel (``warp.c``) through ctypes, which releases the GIL for the call: (``warp_scaled``,
     whether this CPU runs its AVX-512 code). ImportError where pip did not build it."""
     i, p = ctypes.c_int, ctypes.c_void_p
-    return native.function("warp", "warp_scaled", i, [p, ctypes.c_long, i, i, i, i, p, i, i, i, i, p, p, p, i],
+    return native.function("warp", "warp_scaled", i, [p, ctypes.c_long, i, i, p, i, i, i, i, p, p, p, i],
                            "warp_vector")
 
 
@@ -65,10 +66,12 @@ def run_native(fn, images, pastes, window_hw: tuple[int, int], M: np.ndarray, ou
         step[t] = im.strides[0]
         rect[t] = dy, dx, h, w
     m = np.ascontiguousarray(M[:2], np.float64)
-    rc = fn(out.ctypes.data, out.strides[0], H, W, 0, H, m.ctypes.data, int(fma), int(window_hw[0]),
-            int(window_hw[1]), n, ptr.ctypes.data, step.ctypes.data, rect.ctypes.data, int(vec))
+    rc = fn(out.ctypes.data, out.strides[0], H, W, m.ctypes.data, int(fma), int(window_hw[0]), int(window_hw[1]), n,
+            ptr.ctypes.data, step.ctypes.data, rect.ctypes.data, int(vec))
     if rc == -2:
         raise ValueError("warp kernel: the matrix has rotation or shear")
+    if rc == -3:
+        raise ValueError(f"warp kernel: {n} pastes, more than it takes ({MAX_PASTES})")
     if rc != 0:
         raise MemoryError("warp kernel: out of memory")
 
@@ -134,7 +137,8 @@ def kernel() -> str:
 
 def routes() -> dict[str, int]:
     """How many mosaic warps took each route in this process: "native" (the kernel) and "canvas" (a matrix with
-    rotation or shear, a tile or output without contiguous rows, or no kernel: composed and cv2.warpAffine)."""
+    rotation or shear, more than ``MAX_PASTES`` tiles, a tile or output without contiguous rows, or no kernel:
+    composed and cv2.warpAffine)."""
     with _routes_lock:
         return dict(_routes)
 
@@ -147,7 +151,7 @@ def warp_pastes(images, pastes, window_hw: tuple[int, int], M: np.ndarray, out: 
     """Warp the pasted window into ``out`` with the kernel where it runs and takes ``M``; False where the caller
     composes the canvas and warps it with OpenCV instead (counted in ``routes()``)."""
     s = _setup()
-    ok = s["fn"] is not None and separable(M) and _rows_contiguous(out) and \
+    ok = s["fn"] is not None and separable(M) and len(pastes) <= MAX_PASTES and _rows_contiguous(out) and \
         all(_rows_contiguous(images[p[0]]) for p in pastes)
     with _routes_lock:
         _routes["native" if ok else "canvas"] += 1

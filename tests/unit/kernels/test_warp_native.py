@@ -124,8 +124,8 @@ def test_model_of_opencv_arithmetic():
 
 
 def test_warp_pastes_takes_the_canvas_route_where_it_must(kernel):
-    """Rotation or shear, or tiles without contiguous rows: False (the painter composes and calls OpenCV),
-    counted as "canvas"; the kernel refuses a rotated matrix itself too."""
+    """Rotation or shear, tiles without contiguous rows, more tiles than the kernel takes: False (the painter
+    composes and calls OpenCV), counted as "canvas"; the kernel refuses such a matrix or window itself too."""
     tiles, pastes, whw, M, canvas, hw = next(warp._cases())
     out = np.zeros((*hw, 3), np.uint8)
     before = warp.routes()
@@ -133,10 +133,14 @@ def test_warp_pastes_takes_the_canvas_route_where_it_must(kernel):
     assert not warp.warp_pastes(tiles, pastes, whw, rot, out)
     views = [t[:, ::-1] for t in tiles]  # negative column step: not contiguous rows
     assert not warp.warp_pastes(views, pastes, whw, M, out)
+    many = [(0, 0, 0, 2, 2, 2 * i, 0) for i in range(warp.MAX_PASTES + 1)]  # more tiles than the kernel takes
+    assert not warp.warp_pastes(tiles, many, whw, M, out)
     after = warp.routes()
-    assert after["canvas"] - before["canvas"] == 2
+    assert after["canvas"] - before["canvas"] == 3
     with pytest.raises(ValueError, match="rotation or shear"):
         warp.run_native(kernel[0], tiles, pastes, whw, rot, out, False, False)
+    with pytest.raises(ValueError, match="more than it takes"):
+        warp.run_native(kernel[0], tiles, many, whw, M, out, False, False)
     if warp.kernel() == "native":
         assert warp.warp_pastes(tiles, pastes, whw, M, out)
         assert np.array_equal(out, warp.reference(canvas, M, hw))
