@@ -164,7 +164,7 @@ static void vrow_avx512(const float *H0, const float *H1, uint8_t *D, int n, flo
 int warp_vector(void) { return cpu_avx512_vbmi(); }
 
 /* OpenCV's inversion of a forward 2x3 matrix (imgwarp.cpp, warpAffine without WARP_INVERSE_MAP), in double. */
-void warp_invert(const double *M, double *A) {
+static void warp_invert(const double *M, double *A) {
     double D = M[0] * M[4] - M[1] * M[3];
     D = D != 0 ? 1. / D : 0;
     double A11 = M[4] * D, A22 = M[0] * D;

@@ -51,17 +51,28 @@ def run_native(fn, images, pastes, window_hw: tuple[int, int], M: np.ndarray, ou
     (sy, sx) land on window (dy, dx); 114 elsewhere) by the forward matrix ``M`` (window pixel -> output pixel,
     ``separable``) into ``out`` (H, W, 3) uint8, rows contiguous, as ``cv2.warpAffine`` with INTER_LINEAR and a
     114 border would."""
-    H, W = out.shape[:2]
-    if out.dtype != np.uint8 or out.strides[1] != 3 or out.strides[2] != 1:
+    if not _rows_contiguous(out):
         raise ValueError(f"warp kernel writes uint8 (H, W, 3) arrays with contiguous rows, got {out.strides}")
+    for p in pastes:
+        if not _rows_contiguous(images[p[0]]):
+            raise ValueError(f"warp kernel reads uint8 (h, w, 3) tiles with contiguous rows, got "
+                             f"{images[p[0]].strides}")
+    _call(fn, images, pastes, window_hw, M, out, vec, fma)
+
+
+def _rows_contiguous(a: np.ndarray) -> bool:
+    return a.dtype == np.uint8 and a.ndim == 3 and a.shape[2] == 3 and a.strides[1] == 3 and a.strides[2] == 1
+
+
+def _call(fn, images, pastes, window_hw, M, out, vec, fma) -> None:
+    """``run_native`` on arguments already checked (the painters check them once, in ``warp_pastes``)."""
+    H, W = out.shape[:2]
     n = len(pastes)
     ptr = np.empty(n, np.uintp)
     step = np.empty(n, np.int64)
     rect = np.empty((n, 4), np.int32)
     for t, (k, sy, sx, h, w, dy, dx) in enumerate(pastes):
         im = images[k]
-        if im.dtype != np.uint8 or im.ndim != 3 or im.shape[2] != 3 or im.strides[1] != 3 or im.strides[2] != 1:
-            raise ValueError(f"warp kernel reads uint8 (h, w, 3) tiles with contiguous rows, got {im.strides}")
         ptr[t] = im.ctypes.data + sy * im.strides[0] + sx * 3
         step[t] = im.strides[0]
         rect[t] = dy, dx, h, w
@@ -143,10 +154,6 @@ def routes() -> dict[str, int]:
         return dict(_routes)
 
 
-def _rows_contiguous(a: np.ndarray) -> bool:
-    return a.dtype == np.uint8 and a.ndim == 3 and a.shape[2] == 3 and a.strides[1] == 3 and a.strides[2] == 1
-
-
 def warp_pastes(images, pastes, window_hw: tuple[int, int], M: np.ndarray, out: np.ndarray) -> bool:
     """Warp the pasted window into ``out`` with the kernel where it runs and takes ``M``; False where the caller
     composes the canvas and warps it with OpenCV instead (counted in ``routes()``)."""
@@ -156,5 +163,5 @@ def warp_pastes(images, pastes, window_hw: tuple[int, int], M: np.ndarray, out: 
     with _routes_lock:
         _routes["native" if ok else "canvas"] += 1
     if ok:
-        run_native(s["fn"], images, pastes, window_hw, M, out, True, s["fma"])
+        _call(s["fn"], images, pastes, window_hw, M, out, True, s["fma"])
     return ok

@@ -141,6 +141,8 @@ def test_warp_pastes_takes_the_canvas_route_where_it_must(kernel):
         warp.run_native(kernel[0], tiles, pastes, whw, rot, out, False, False)
     with pytest.raises(ValueError, match="more than it takes"):
         warp.run_native(kernel[0], tiles, many, whw, M, out, False, False)
+    with pytest.raises(ValueError, match="contiguous rows"):
+        warp.run_native(kernel[0], views, pastes, whw, M, out, False, False)
     if warp.kernel() == "native":
         assert warp.warp_pastes(tiles, pastes, whw, M, out)
         assert np.array_equal(out, warp.reference(canvas, M, hw))
