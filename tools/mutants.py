@@ -81,6 +81,8 @@ MUTANTS = {
     "jpeg-scale-ignored": ("loader/kernels/jpeg.py", "buf.size, int(scale), out.ctypes.data",
                            "buf.size, 1, out.ctypes.data", "tests/unit/kernels/test_jpeg_native.py"),
     # the mosaic warp from the tiles (C: rebuilt in the scratch copy)
+    "hsv-sector-never-reduced": ("loader/kernels/hsv.c", "__m512 sec = hue180 ? pre :", "__m512 sec = 1 ? pre :",
+                                 "tests/unit/kernels/test_hsv_native.py"),
     "warp-float-coordinates": ("loader/kernels/warp.c", "double sx = fma_y ? fma(A[0], (double)x, A[2]) : A[0] * x + A[2];",
                                "double sx = (float)((float)A[0] * (float)x + (float)A[2]);",
                                "tests/unit/kernels/test_warp_native.py"),

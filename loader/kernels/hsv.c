@@ -121,13 +121,9 @@ TGT static inline __m512i lut256(__m512i idx, const __m512i *T) {
     return _mm512_mask_blend_epi8(_mm512_movepi8_mask(idx), lo, hi);
 }
 
-TGT static inline __m512i widen(__m512i z, int i) { /* bytes 16 i .. 16 i + 15 as int32 */
-    switch (i) {
-        case 0: return _mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32(z, 0));
-        case 1: return _mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32(z, 1));
-        case 2: return _mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32(z, 2));
-        default: return _mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32(z, 3));
-    }
+TGT static inline __m512i widen(const uint8_t *p, int i) { /* bytes 16 i .. 16 i + 15 of p (64-aligned) as int32:
+                                                             one load-and-widen, no lane extract */
+    return _mm512_cvtepu8_epi32(_mm_load_si128((const __m128i *)(p + 16 * i)));
 }
 
 TGT static inline __m512i narrow(const __m512i *a) { /* four int32 vectors (values 0..255) as 64 bytes */
@@ -139,8 +135,13 @@ TGT static inline __m512i narrow(const __m512i *a) { /* four int32 vectors (valu
 
 /* 64 pixels, all in the vector part: RGB2HSV_b's vector arithmetic (the division tables as IEEE float32
    quotients rounded to nearest, which equal OpenCV's double ones for every index: checked over all 2^24 colours
-   by tests/unit/kernels/test_hsv_native.py), the tables, HSV2RGB_simd + truncation. */
-TGT static void block64(const uint8_t *src, uint8_t *dst, const __m512i *T, int bi, int fma) {
+   by tests/unit/kernels/test_hsv_native.py), the tables, HSV2RGB_simd + truncation.
+   Steps OpenCV takes that cannot change a byte here are left out: the guards against v == 0 and diff == 0 (a
+   division by zero converts to INT_MIN, multiplied by a numerator that is then 0), the clamp of the products
+   to 0..255 (each is v, v (1 - s) or v (1 - s f) with 0 <= s <= 1 and 0 <= f < 1 in float32, v' = 255 giving
+   exactly 1.0f: truncated x 255 they stay in 0..255), and, where every hue table entry is below 180
+   (Ultralytics' tables: x % 180), the reduction of the sector modulo 6 (it is already 0..5). */
+TGT static void block64(const uint8_t *src, uint8_t *dst, const __m512i *T, int bi, int fma, int hue180) {
     __m512i z0 = _mm512_loadu_si512(src), z1 = _mm512_loadu_si512(src + 64), z2 = _mm512_loadu_si512(src + 128);
     __m512i ch[3];
     for (int c = 0; c < 3; c++) {
@@ -152,17 +153,18 @@ TGT static void block64(const uint8_t *src, uint8_t *dst, const __m512i *T, int 
     __m512i V = _mm512_max_epu8(B, _mm512_max_epu8(G, R));
     __m512i D = _mm512_sub_epi8(V, _mm512_min_epu8(B, _mm512_min_epu8(G, R)));
     __mmask64 mr = _mm512_cmpeq_epi8_mask(V, R), mg = _mm512_cmpeq_epi8_mask(V, G);
-    const __m512i half = _mm512_set1_epi32(1 << 11), zi = _mm512_setzero_si512(), k255i = _mm512_set1_epi32(255);
-    const __m512 zero = _mm512_setzero_ps();
+    uint8_t pl[5][64] __attribute__((aligned(64))); /* the planes, widened 16 at a time from memory */
+    _mm512_store_si512(pl[0], V); _mm512_store_si512(pl[1], D); _mm512_store_si512(pl[2], B);
+    _mm512_store_si512(pl[3], G); _mm512_store_si512(pl[4], R);
+    const __m512i half = _mm512_set1_epi32(1 << 11), zi = _mm512_setzero_si512();
     __m512i hq[4], sq[4];
     for (int i = 0; i < 4; i++) {
-        __m512i v = widen(V, i), d = widen(D, i), b = widen(B, i), g = widen(G, i), r = widen(R, i);
+        __m512i v = widen(pl[0], i), d = widen(pl[1], i), b = widen(pl[2], i), g = widen(pl[3], i), r = widen(pl[4], i);
         __m512 vf = _mm512_cvtepi32_ps(v), df = _mm512_cvtepi32_ps(d);
-        __mmask16 vz = _mm512_cmp_ps_mask(vf, zero, _CMP_EQ_OQ), dz = _mm512_cmp_ps_mask(df, zero, _CMP_EQ_OQ);
-        __m512i sdiv = _mm512_maskz_cvt_roundps_epi32((__mmask16)~vz, _mm512_div_ps(_mm512_set1_ps(1044480.0f), vf),
-                                                      _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-        __m512i hdiv = _mm512_maskz_cvt_roundps_epi32((__mmask16)~dz, _mm512_div_ps(_mm512_set1_ps(122880.0f), df),
-                                                      _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        __m512i sdiv = _mm512_cvt_roundps_epi32(_mm512_div_ps(_mm512_set1_ps(1044480.0f), vf),
+                                                _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        __m512i hdiv = _mm512_cvt_roundps_epi32(_mm512_div_ps(_mm512_set1_ps(122880.0f), df),
+                                                _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
         sq[i] = _mm512_srai_epi32(_mm512_add_epi32(_mm512_mullo_epi32(d, sdiv), half), 12);
         __mmask16 r16 = (__mmask16)(mr >> (16 * i)), g16 = (__mmask16)(mg >> (16 * i));
         __m512i hr = _mm512_sub_epi32(g, b);
@@ -172,13 +174,15 @@ TGT static void block64(const uint8_t *src, uint8_t *dst, const __m512i *T, int 
         h = _mm512_srai_epi32(_mm512_add_epi32(_mm512_mullo_epi32(h, hdiv), half), 12);
         hq[i] = _mm512_mask_add_epi32(h, _mm512_cmplt_epi32_mask(h, zi), h, _mm512_set1_epi32(180));
     }
-    __m512i H2 = lut256(narrow(hq), T), S2 = lut256(narrow(sq), T + 4), V2 = lut256(V, T + 8);
+    _mm512_store_si512(pl[0], lut256(narrow(hq), T));
+    _mm512_store_si512(pl[1], lut256(narrow(sq), T + 4));
+    _mm512_store_si512(pl[2], lut256(V, T + 8));
     const __m512 one = _mm512_set1_ps(1.0f), k255 = _mm512_set1_ps(255.0f), inv255 = _mm512_set1_ps(1.0f / 255.0f);
     __m512i ob[4], og[4], orr[4];
     for (int i = 0; i < 4; i++) {
-        __m512 h = _mm512_cvtepi32_ps(widen(H2, i));
-        __m512 s = _mm512_mul_ps(_mm512_cvtepi32_ps(widen(S2, i)), inv255);
-        __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(widen(V2, i)), inv255);
+        __m512 h = _mm512_cvtepi32_ps(widen(pl[0], i));
+        __m512 s = _mm512_mul_ps(_mm512_cvtepi32_ps(widen(pl[1], i)), inv255);
+        __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(widen(pl[2], i)), inv255);
         h = _mm512_mul_ps(h, _mm512_set1_ps(6.0f / 180));
         __m512 pre = _mm512_cvtepi32_ps(_mm512_cvttps_epi32(h));
         h = _mm512_sub_ps(h, pre);
@@ -190,7 +194,7 @@ TGT static void block64(const uint8_t *src, uint8_t *dst, const __m512i *T, int 
             t2 = _mm512_mul_ps(v, _mm512_sub_ps(one, _mm512_mul_ps(s, h)));
             t3 = _mm512_mul_ps(v, _mm512_sub_ps(one, _mm512_mul_ps(s, _mm512_sub_ps(one, h))));
         }
-        __m512 sec = _mm512_sub_ps(pre, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvttps_epi32(
+        __m512 sec = hue180 ? pre : _mm512_sub_ps(pre, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvttps_epi32(
             _mm512_mul_ps(pre, _mm512_set1_ps(1.0f / 6.0f)))), _mm512_set1_ps(6.0f)));
         __mmask16 lt1 = _mm512_cmp_ps_mask(sec, one, _CMP_LT_OQ), e1 = _mm512_cmp_ps_mask(sec, one, _CMP_EQ_OQ);
         __mmask16 lt2 = _mm512_cmp_ps_mask(sec, _mm512_set1_ps(2.0f), _CMP_LT_OQ);
@@ -209,9 +213,9 @@ TGT static void block64(const uint8_t *src, uint8_t *dst, const __m512i *T, int 
         r = _mm512_mask_blend_ps(e1, r, t2);
         r = _mm512_mask_blend_ps(e4, r, t3);
         r = _mm512_mask_blend_ps(gt4, r, t0);
-        ob[i] = _mm512_min_epi32(_mm512_max_epi32(_mm512_cvttps_epi32(_mm512_mul_ps(b, k255)), zi), k255i);
-        og[i] = _mm512_min_epi32(_mm512_max_epi32(_mm512_cvttps_epi32(_mm512_mul_ps(g, k255)), zi), k255i);
-        orr[i] = _mm512_min_epi32(_mm512_max_epi32(_mm512_cvttps_epi32(_mm512_mul_ps(r, k255)), zi), k255i);
+        ob[i] = _mm512_cvttps_epi32(_mm512_mul_ps(b, k255));
+        og[i] = _mm512_cvttps_epi32(_mm512_mul_ps(g, k255));
+        orr[i] = _mm512_cvttps_epi32(_mm512_mul_ps(r, k255));
     }
     __m512i cb = narrow(ob), cg = narrow(og), cr = narrow(orr);
     __m512i c0 = bi ? cr : cb, c2 = bi ? cb : cr;
@@ -223,13 +227,13 @@ TGT static void block64(const uint8_t *src, uint8_t *dst, const __m512i *T, int 
 }
 
 TGT static void row_avx512(const uint8_t *src, uint8_t *dst, int n, const uint8_t *lut, int tlo, int thi, int bi,
-                           int fma) {
+                           int fma, int hue180) {
     __m512i T[12];
     for (int i = 0; i < 12; i++) T[i] = _mm512_loadu_si512(lut + 64 * i);
     int x = 0;
     while (x < n) {
         if (x >= tlo && x + 64 <= thi) {
-            block64(src + 3 * x, dst + 3 * x, T, bi, fma);
+            block64(src + 3 * x, dst + 3 * x, T, bi, fma, hue180);
             x += 64;
             continue;
         }
@@ -272,10 +276,12 @@ void hsv_apply(const uint8_t *src, long sstep, uint8_t *dst, long dstep, int row
                int tlo, int thi, int to_rgb, int fma) {
     int vec = hsv_vector();
     int bi = to_rgb ? 2 : 0;
+    int hue180 = 1; /* every hue table entry below 180: the vector blocks skip the sector's modulo 6 */
+    for (int i = 0; i < 256; i++) hue180 &= lut[i] < 180;
     for (int y = 0; y < rows; y++) {
 #if HAVE_AVX512
         if (vec) {
-            row_avx512(src + y * sstep, dst + y * dstep, cols, lut, tlo, thi, bi, fma);
+            row_avx512(src + y * sstep, dst + y * dstep, cols, lut, tlo, thi, bi, fma, hue180);
             continue;
         }
 #endif

@@ -87,6 +87,21 @@ def test_every_colour_vector_code_per_pixel(kernel, all_colours):
     assert bad == 0, f"{bad} colours differ from OpenCV's vector code"
 
 
+def test_every_colour_hue_tables_past_180(kernel, all_colours):
+    """Hue tables with entries of 180 and above (not Ultralytics' own, whose entries are x % 180): OpenCV's vector
+    code then reduces the sector modulo 6, a step the blocks skip only when every hue entry is below 180."""
+    run, _ = kernel
+    img = all_colours.reshape(4096, 4096, 3)
+    base = _luts()[1]
+    for k, hue in enumerate((np.arange(256) * 255 // 179, (np.arange(256) + 100) % 256)):
+        lut = base.copy()
+        lut[:, 0] = hue
+        assert lut[:, 0].max() >= 180
+        got, ref = run(img, lut, 0, 4096, k == 0), _three_passes(img, lut, k == 0)
+        bad = int((got != ref).any(-1).sum())
+        assert bad == 0, f"hue table {k}: {bad} colours differ from OpenCV's vector code"
+
+
 def test_every_colour_scalar_tail(kernel, all_colours):
     """All 2^24 colours in rows shorter than a block (OpenCV's scalar tail only: rounding, fmod sectors)."""
     run, _ = kernel
