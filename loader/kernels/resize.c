@@ -72,7 +72,7 @@ typedef struct {
 /* Source rows S[0..n) (n = 1 or 2) through the horizontal pass into H[0..n): each chunk's plan loaded once. */
 __attribute__((target("avx512f,avx512bw,avx512vbmi")))
 static void hrows_avx512(const uint8_t *const *S, int32_t *const *H, int n, const chunk_t *ch, int nch,
-                         const int32_t *xofs, const int16_t *ia, int W, int xmax_e, int cn) {
+                         const int32_t *xofs, const int16_t *ia, int W, int xmax_e, int cn, const uint8_t *const *P) {
     const __mmask64 even = 0x5555555555555555ULL;
     for (int c = 0; c < nch; c++) {
         const chunk_t *k = ch + c;
@@ -85,6 +85,11 @@ static void hrows_avx512(const uint8_t *const *S, int32_t *const *H, int n, cons
             continue;
         }
         __m512i idx = _mm512_load_si512(k->idx), alpha = _mm512_load_si512(k->alpha);
+        for (int r = 0; r < 2; r++)  /* the next output row's source rows, a chunk's bytes at a time */
+            if (P[r]) {
+                _mm_prefetch((const char *)P[r] + k->base, _MM_HINT_T0);
+                _mm_prefetch((const char *)P[r] + k->base + 64, _MM_HINT_T0);
+            }
         for (int r = 0; r < n; r++) {
             const uint8_t *p = S[r] + k->base;
             __m512i lo = _mm512_maskz_loadu_epi8(k->m0, p), hi = _mm512_maskz_loadu_epi8(k->m1, p + 64);
@@ -185,7 +190,7 @@ int resize_linear(const uint8_t *src, long sstep, int sh, int sw, uint8_t *dst, 
     vec = 0;
 #endif
 #ifdef HAVE_X86
-#define horiz(S_, H_, n_) (vec ? hrows_avx512(S_, H_, n_, ch, nch, xofs, ia, W, xmax_e, cn) \
+#define horiz(S_, H_, n_) (vec ? hrows_avx512(S_, H_, n_, ch, nch, xofs, ia, W, xmax_e, cn, P) \
                                : hrows_scalar(S_, H_, n_, xofs, ia, W, xmax_e, cn))
 #else
 #define horiz(S_, H_, n_) hrows_scalar(S_, H_, n_, xofs, ia, W, xmax_e, cn)
@@ -196,6 +201,14 @@ int resize_linear(const uint8_t *src, long sstep, int sh, int sw, uint8_t *dst, 
         fy -= sy;
         int16_t b0 = coef((1.f - fy) * COEF_SCALE), b1 = coef(fy * COEF_SCALE);
         int r[2] = {sy < 0 ? 0 : sy > sh - 1 ? sh - 1 : sy, sy + 1 < 0 ? 0 : sy + 1 > sh - 1 ? sh - 1 : sy + 1};
+        const uint8_t *P[2] = {NULL, NULL};  /* the rows the next output row reads, where they are new */
+        if (dy + 1 < dh) {
+            int ny = (int)floorf((float)((dy + 1.5) * scale_y - 0.5));
+            for (int q = 0; q < 2; q++) {
+                int y = ny + q < 0 ? 0 : ny + q > sh - 1 ? sh - 1 : ny + q;
+                if (y != r[0] && y != r[1]) P[q] = src + (long)y * sstep;
+            }
+        }
         int32_t *use[2];
         int hit0 = have[0] == r[0] ? 0 : have[1] == r[0] ? 1 : -1;
         int hit1 = have[0] == r[1] ? 0 : have[1] == r[1] ? 1 : -1;
