@@ -81,8 +81,11 @@ MUTANTS = {
     "jpeg-scale-ignored": ("loader/kernels/jpeg.py", "buf.size, int(scale), out.ctypes.data",
                            "buf.size, 1, out.ctypes.data", "tests/unit/kernels/test_jpeg_native.py"),
     # the mosaic warp from the tiles (C: rebuilt in the scratch copy)
-    "hsv-sector-never-reduced": ("loader/kernels/hsv.c", "__m512 sec = hue180 ? pre :", "__m512 sec = 1 ? pre :",
+    "hsv-sector-never-reduced": ("loader/kernels/hsv.c", "__m512i hm = hue180 ? H2 :", "__m512i hm = 1 ? H2 :",
                                  "tests/unit/kernels/test_hsv_native.py"),
+    "hsv-sector-off-by-one": ("loader/kernels/hsv.c", "l2 = _mm512_cmplt_epu8_mask(hm, _mm512_set1_epi8(60));",
+                              "l2 = _mm512_cmplt_epu8_mask(hm, _mm512_set1_epi8(61));",
+                              "tests/unit/kernels/test_hsv_native.py"),
     "warp-float-coordinates": ("loader/kernels/warp.c", "double sx = fma_y ? fma(A[0], (double)x, A[2]) : A[0] * x + A[2];",
                                "double sx = (float)((float)A[0] * (float)x + (float)A[2]);",
                                "tests/unit/kernels/test_warp_native.py"),

@@ -140,7 +140,8 @@ TGT static inline __m512i narrow(const __m512i *a) { /* four int32 vectors (valu
    division by zero converts to INT_MIN, multiplied by a numerator that is then 0), the clamp of the products
    to 0..255 (each is v, v (1 - s) or v (1 - s f) with 0 <= s <= 1 and 0 <= f < 1 in float32, v' = 255 giving
    exactly 1.0f: truncated x 255 they stay in 0..255), and, where every hue table entry is below 180
-   (Ultralytics' tables: x % 180), the reduction of the sector modulo 6 (it is already 0..5). */
+   (Ultralytics' tables: x % 180), the reduction of the sector modulo 6 (it is already 0..5). The choice of product
+   per channel by sector is made after the truncation, on bytes (the same choice, 64 lanes per instruction). */
 TGT static void block64(const uint8_t *src, uint8_t *dst, const __m512i *T, int bi, int fma, int hue180) {
     __m512i z0 = _mm512_loadu_si512(src), z1 = _mm512_loadu_si512(src + 64), z2 = _mm512_loadu_si512(src + 128);
     __m512i ch[3];
@@ -174,11 +175,12 @@ TGT static void block64(const uint8_t *src, uint8_t *dst, const __m512i *T, int 
         h = _mm512_srai_epi32(_mm512_add_epi32(_mm512_mullo_epi32(h, hdiv), half), 12);
         hq[i] = _mm512_mask_add_epi32(h, _mm512_cmplt_epi32_mask(h, zi), h, _mm512_set1_epi32(180));
     }
-    _mm512_store_si512(pl[0], lut256(narrow(hq), T));
+    __m512i H2 = lut256(narrow(hq), T), V2 = lut256(V, T + 8);
+    _mm512_store_si512(pl[0], H2);
     _mm512_store_si512(pl[1], lut256(narrow(sq), T + 4));
-    _mm512_store_si512(pl[2], lut256(V, T + 8));
+    _mm512_store_si512(pl[2], V2);
     const __m512 one = _mm512_set1_ps(1.0f), k255 = _mm512_set1_ps(255.0f), inv255 = _mm512_set1_ps(1.0f / 255.0f);
-    __m512i ob[4], og[4], orr[4];
+    __m512i q1[4], q2[4], q3[4];
     for (int i = 0; i < 4; i++) {
         __m512 h = _mm512_cvtepi32_ps(widen(pl[0], i));
         __m512 s = _mm512_mul_ps(_mm512_cvtepi32_ps(widen(pl[1], i)), inv255);
@@ -186,7 +188,7 @@ TGT static void block64(const uint8_t *src, uint8_t *dst, const __m512i *T, int 
         h = _mm512_mul_ps(h, _mm512_set1_ps(6.0f / 180));
         __m512 pre = _mm512_cvtepi32_ps(_mm512_cvttps_epi32(h));
         h = _mm512_sub_ps(h, pre);
-        __m512 t0 = v, t1 = _mm512_mul_ps(v, _mm512_sub_ps(one, s)), t2, t3;
+        __m512 t1 = _mm512_mul_ps(v, _mm512_sub_ps(one, s)), t2, t3;
         if (fma) {
             t2 = _mm512_mul_ps(v, _mm512_fnmadd_ps(s, h, one));
             t3 = _mm512_mul_ps(v, _mm512_fnmadd_ps(s, _mm512_sub_ps(one, h), one));
@@ -194,30 +196,31 @@ TGT static void block64(const uint8_t *src, uint8_t *dst, const __m512i *T, int 
             t2 = _mm512_mul_ps(v, _mm512_sub_ps(one, _mm512_mul_ps(s, h)));
             t3 = _mm512_mul_ps(v, _mm512_sub_ps(one, _mm512_mul_ps(s, _mm512_sub_ps(one, h))));
         }
-        __m512 sec = hue180 ? pre : _mm512_sub_ps(pre, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvttps_epi32(
-            _mm512_mul_ps(pre, _mm512_set1_ps(1.0f / 6.0f)))), _mm512_set1_ps(6.0f)));
-        __mmask16 lt1 = _mm512_cmp_ps_mask(sec, one, _CMP_LT_OQ), e1 = _mm512_cmp_ps_mask(sec, one, _CMP_EQ_OQ);
-        __mmask16 lt2 = _mm512_cmp_ps_mask(sec, _mm512_set1_ps(2.0f), _CMP_LT_OQ);
-        __mmask16 e2 = _mm512_cmp_ps_mask(sec, _mm512_set1_ps(2.0f), _CMP_EQ_OQ);
-        __mmask16 e3 = _mm512_cmp_ps_mask(sec, _mm512_set1_ps(3.0f), _CMP_EQ_OQ);
-        __mmask16 gt3 = _mm512_cmp_ps_mask(sec, _mm512_set1_ps(3.0f), _CMP_GT_OQ);
-        __mmask16 e4 = _mm512_cmp_ps_mask(sec, _mm512_set1_ps(4.0f), _CMP_EQ_OQ);
-        __mmask16 gt4 = _mm512_cmp_ps_mask(sec, _mm512_set1_ps(4.0f), _CMP_GT_OQ);
-        __m512 b = _mm512_mask_blend_ps(lt2, t0, t1);
-        b = _mm512_mask_blend_ps(e2, b, t3);
-        b = _mm512_mask_blend_ps(gt4, b, t2);
-        __m512 g = _mm512_mask_blend_ps(lt1, t0, t3);
-        g = _mm512_mask_blend_ps(e3, g, t2);
-        g = _mm512_mask_blend_ps(gt3, g, t1);
-        __m512 r = _mm512_mask_blend_ps(lt1, t1, t0);
-        r = _mm512_mask_blend_ps(e1, r, t2);
-        r = _mm512_mask_blend_ps(e4, r, t3);
-        r = _mm512_mask_blend_ps(gt4, r, t0);
-        ob[i] = _mm512_cvttps_epi32(_mm512_mul_ps(b, k255));
-        og[i] = _mm512_cvttps_epi32(_mm512_mul_ps(g, k255));
-        orr[i] = _mm512_cvttps_epi32(_mm512_mul_ps(r, k255));
+        q1[i] = _mm512_cvttps_epi32(_mm512_mul_ps(t1, k255));
+        q2[i] = _mm512_cvttps_epi32(_mm512_mul_ps(t2, k255));
+        q3[i] = _mm512_cvttps_epi32(_mm512_mul_ps(t3, k255));
     }
-    __m512i cb = narrow(ob), cg = narrow(og), cr = narrow(orr);
+    /* Each output channel is one of v, v (1 - s), v (1 - s f), v (1 - s (1 - f)) by the hue's sector: truncated x 255
+       they are V2 (for every byte: trunc((v' / 255) 255) = v' in float32) and T1..T3, chosen here on 64 bytes at
+       once. The sector (pre mod 6, pre = trunc(h' (6 / 180)) = h' div 30 for every byte) from byte compares. */
+    __m512i T1 = narrow(q1), T2 = narrow(q2), T3 = narrow(q3);
+    __m512i hm = hue180 ? H2 : _mm512_mask_sub_epi8(H2, _mm512_cmpge_epu8_mask(H2, _mm512_set1_epi8((char)180)), H2,
+                                                    _mm512_set1_epi8((char)180));
+    __mmask64 l1 = _mm512_cmplt_epu8_mask(hm, _mm512_set1_epi8(30)), l2 = _mm512_cmplt_epu8_mask(hm, _mm512_set1_epi8(60));
+    __mmask64 l3 = _mm512_cmplt_epu8_mask(hm, _mm512_set1_epi8(90));
+    __mmask64 l4 = _mm512_cmplt_epu8_mask(hm, _mm512_set1_epi8(120));
+    __mmask64 l5 = _mm512_cmplt_epu8_mask(hm, _mm512_set1_epi8((char)150));
+    __mmask64 e1 = l2 & ~l1, e2 = l3 & ~l2, e3 = l4 & ~l3, e4 = l5 & ~l4, gt3 = ~l4, gt4 = ~l5;
+    __m512i cb = _mm512_mask_blend_epi8(l2, V2, T1);
+    cb = _mm512_mask_blend_epi8(e2, cb, T3);
+    cb = _mm512_mask_blend_epi8(gt4, cb, T2);
+    __m512i cg = _mm512_mask_blend_epi8(l1, V2, T3);
+    cg = _mm512_mask_blend_epi8(e3, cg, T2);
+    cg = _mm512_mask_blend_epi8(gt3, cg, T1);
+    __m512i cr = _mm512_mask_blend_epi8(l1, T1, V2);
+    cr = _mm512_mask_blend_epi8(e1, cr, T2);
+    cr = _mm512_mask_blend_epi8(e4, cr, T3);
+    cr = _mm512_mask_blend_epi8(gt4, cr, V2);
     __m512i c0 = bi ? cr : cb, c2 = bi ? cb : cr;
     for (int q = 0; q < 3; q++) {
         __m512i a = _mm512_permutex2var_epi8(c0, _mm512_loadu_si512(II[q][0]), cg);
