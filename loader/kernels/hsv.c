@@ -127,10 +127,12 @@ TGT static inline __m512i widen(const uint8_t *p, int i) { /* bytes 16 i .. 16 i
 }
 
 TGT static inline __m512i narrow(const __m512i *a) { /* four int32 vectors (values 0..255) as 64 bytes */
-    __m512i z = _mm512_castsi128_si512(_mm512_cvtepi32_epi8(a[0]));
-    z = _mm512_inserti32x4(z, _mm512_cvtepi32_epi8(a[1]), 1);
-    z = _mm512_inserti32x4(z, _mm512_cvtepi32_epi8(a[2]), 2);
-    return _mm512_inserti32x4(z, _mm512_cvtepi32_epi8(a[3]), 3);
+    const __m512i idx = _mm512_set_epi8(124, 120, 116, 112, 108, 104, 100, 96, 92, 88, 84, 80, 76, 72, 68, 64, 60, 56,
+                                        52, 48, 44, 40, 36, 32, 28, 24, 20, 16, 12, 8, 4, 0, 124, 120, 116, 112, 108,
+                                        104, 100, 96, 92, 88, 84, 80, 76, 72, 68, 64, 60, 56, 52, 48, 44, 40, 36, 32,
+                                        28, 24, 20, 16, 12, 8, 4, 0); /* byte 0 of each dword of two vectors */
+    __m512i lo = _mm512_permutex2var_epi8(a[0], idx, a[1]), hi = _mm512_permutex2var_epi8(a[2], idx, a[3]);
+    return _mm512_mask_blend_epi64(0xF0, lo, hi);
 }
 
 /* 64 pixels, all in the vector part: RGB2HSV_b's vector arithmetic (the division tables as IEEE float32
