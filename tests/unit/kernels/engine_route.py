@@ -1,5 +1,5 @@
 """What a fresh process's CPU engine reports for a compiled kernel's route (its ``stats()`` key), and what it
-warned: the route tests of ``hsv`` and ``resize`` run it with and without their opt-out variable."""
+warned: the route tests of the compiled kernels run it with and without their opt-out variable."""
 
 from __future__ import annotations
 
@@ -16,3 +16,16 @@ def engine_route(stat: str, **env) -> tuple[str, str]:
                        env=dict(os.environ, **env))
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout.strip().splitlines()[-1]), r.stderr
+
+
+def assert_vbmi_route(stat: str, var: str, env: str, warning: str, vector: bool) -> None:
+    """The route test of a kernel that needs AVX-512 VBMI (hsv, resize, warp): ``var=opencv`` chooses OpenCV's
+    route, warned with ``warning``; otherwise the kernel runs silently where the CPU has VBMI (``vector``: CI's
+    does), and OpenCV's route runs, warned with the reason, where it has not."""
+    route, err = engine_route(stat, **{var: env})
+    if env:
+        assert route == f"opencv: {var}=opencv" and warning in err, (route, err)
+    elif vector:
+        assert route == "native" and warning not in err, (route, err)
+    else:
+        assert route.startswith("opencv: this CPU has no AVX-512 VBMI") and warning in err, route

@@ -16,7 +16,7 @@ import pytest
 
 from loader.kernels import hsv
 
-from engine_route import engine_route
+from engine_route import assert_vbmi_route
 
 import ultralytics  # noqa: F401  (a dependency: missing fails, never skips)
 
@@ -189,10 +189,4 @@ def test_box_alone_through_opencv_is_not_ultralytics():
 @pytest.mark.parametrize("env", ["", "opencv"])
 def test_route_is_reported(env, kernel):
     """The CPU engine's stats say which route runs; YOLO_LOADER_HSV=opencv chooses OpenCV's, with a warning."""
-    route, err = engine_route("hsv_kernel", YOLO_LOADER_HSV=env)
-    if env:
-        assert route == "opencv: YOLO_LOADER_HSV=opencv" and "three passes" in err, (route, err)
-    elif kernel[1]:  # the CPU has AVX-512 VBMI (CI's does): the one-pass kernel runs, silently
-        assert route == "native" and "three passes" not in err, (route, err)
-    else:  # where it is slower than OpenCV, OpenCV's passes run, with the reason, warned
-        assert route.startswith("opencv: this CPU has no AVX-512 VBMI") and "three passes" in err, route
+    assert_vbmi_route("hsv_kernel", "YOLO_LOADER_HSV", env, "three passes", kernel[1])

@@ -17,7 +17,7 @@ import pytest
 
 from loader.kernels import resize
 
-from engine_route import engine_route
+from engine_route import assert_vbmi_route
 
 
 @pytest.fixture(scope="module")
@@ -132,10 +132,4 @@ def test_decode_resized_bytes_are_ultralytics_load(tmp_path):
 @pytest.mark.parametrize("env", ["", "opencv"])
 def test_route_is_reported(env, kernel):
     """The CPU engine's stats say which route runs; YOLO_LOADER_RESIZE=opencv chooses OpenCV's, with a warning."""
-    route, err = engine_route("resize_kernel", YOLO_LOADER_RESIZE=env)
-    if env:
-        assert route == "opencv: YOLO_LOADER_RESIZE=opencv" and "runs through cv2.resize" in err, (route, err)
-    elif kernel[1]:  # AVX-512 VBMI (CI's CPU): the kernel runs, silently
-        assert route == "native" and "runs through cv2.resize" not in err, (route, err)
-    else:
-        assert route.startswith("opencv: this CPU has no AVX-512 VBMI") and "runs through cv2.resize" in err, route
+    assert_vbmi_route("resize_kernel", "YOLO_LOADER_RESIZE", env, "runs through cv2.resize", kernel[1])

@@ -21,7 +21,7 @@ from loader.dataset import build_index
 from loader.kernels import opencv, warp
 from loader.plan import Planner, translate
 
-from engine_route import engine_route
+from engine_route import assert_vbmi_route
 
 
 @pytest.fixture(scope="module")
@@ -152,10 +152,4 @@ def test_warp_pastes_takes_the_canvas_route_where_it_must(kernel):
 @pytest.mark.parametrize("env", ["", "opencv"])
 def test_route_is_reported(env, kernel):
     """The CPU engine's stats say which route runs; YOLO_LOADER_WARP=opencv chooses OpenCV's, with a warning."""
-    route, err = engine_route("warp_kernel", YOLO_LOADER_WARP=env)
-    if env:
-        assert route == "opencv: YOLO_LOADER_WARP=opencv" and "cv2.warpAffine" in err, (route, err)
-    elif kernel[1]:  # AVX-512 VBMI (CI's CPU): the kernel runs, silently
-        assert route == "native" and "cv2.warpAffine" not in err, (route, err)
-    else:
-        assert route.startswith("opencv: this CPU has no AVX-512 VBMI") and "cv2.warpAffine" in err, route
+    assert_vbmi_route("warp_kernel", "YOLO_LOADER_WARP", env, "cv2.warpAffine", kernel[1])
