@@ -94,6 +94,12 @@ MUTANTS = {
     "warp-row-cache-overwrites": ("loader/kernels/warp.c", "hit = t == 1 ? 1 - slot[0] : have[0] == r + 1 ? 1 : 0;",
                                   "hit = t == 1 ? slot[0] : have[0] == r + 1 ? 1 : 0;",
                                   "tests/unit/kernels/test_warp_native.py"),
+    "warp-box-last-row-skipped": ("loader/kernels/warp.c", "if (y < Y0 || y >= Y1) {", "if (y < Y0 || y >= Y1 - 1) {",
+                                  "tests/unit/kernels/test_warp_native.py"),
+    "warp-beside-box-outer": ("loader/kernels/warp.c", "memset(D, FILL, 3 * (size_t)X0);",
+                              "memset(D, outer, 3 * (size_t)X0);", "tests/unit/kernels/test_warp_native.py"),
+    "painter-beside-box-left-grey": ("loader/kernels/opencv.py", "                out[Y0:Y1, :X0] = self.fill[j]",
+                                     "                pass", "tests/unit/kernels/test_batch_geometry.py"),
     # the batch ring: reuse a buffer only when no batch views it
     "ring-never-reuses": ("loader/batch.py", "sys.getrefcount(buf) > self._unused:",
                           "sys.getrefcount(buf) > self._unused - 1:", "tests/engine/test_loader.py"),

@@ -234,7 +234,10 @@ class BatchGeometry:
         pastes = self.pastes[j]
         images = [load(i) for i in self.tiles[j]]
         M = self.M[j] @ translate(cx0, cy0)
-        if not warp_pastes(images, pastes, (cy1 - cy0, cx1 - cx0), M, out):  # the kernel reads the tiles in place
+        box = tuple(self.box[j])
+        # the kernel reads the tiles in place and writes 114's final colour in the rows above and below the box
+        rows_done = warp_pastes(images, pastes, (cy1 - cy0, cx1 - cx0), M, out, box, self.fill[j])
+        if not rows_done:
             if self.single[j]:
                 sub = images[0][cy0:cy1, cx0:cx1]
             else:
@@ -246,8 +249,15 @@ class BatchGeometry:
                 _fill_uncovered(sub, rects)
             _warp_into(sub, M, out, cv2.BORDER_CONSTANT)
         apply_hsv(out, self.batch.hsv[j] if self.has_hsv[j] else None, not self.keep_bgr[j],
-                  self.luts[j] if self.has_hsv[j] else None, tuple(self.box[j]), self.flip_lr[j])
-        _fill_uncovered(out, [self.box[j]], (self.fill[j],) * 3)
+                  self.luts[j] if self.has_hsv[j] else None, box, self.flip_lr[j])
+        Y0, Y1, X0, X1 = box
+        if not rows_done:
+            _fill_uncovered(out, [box], (self.fill[j],) * 3)
+        elif Y1 > Y0 and X1 > X0:  # beside the box: 114 until now (HSV's OpenCV route may have read it)
+            if X0 > 0:
+                out[Y0:Y1, :X0] = self.fill[j]
+            if X1 < out.shape[1]:
+                out[Y0:Y1, X1:] = self.fill[j]
 
 
 def _letterbox(plan: Plan, im: np.ndarray, out: np.ndarray) -> None:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from loader.dataset import build_index
-from loader.kernels import opencv
+from loader.kernels import hsv, opencv
 from loader.plan import Planner, load_size
 
 S = 256
@@ -16,8 +16,17 @@ SETTINGS = {"default": {}, "no-mosaic": {"mosaic": 0.0}, "rotate-flips-bgr": {"d
             "mixup-perspective": {"mixup": 0.5, "perspective": 0.0005}}
 
 
+@pytest.fixture(params=["native", "opencv"])
+def hsv_route(request, monkeypatch):
+    """The HSV step's two routes: the kernel (on the box) and OpenCV's passes (over the box widened to whole
+    vector blocks: it reads the pixels beside the box, which must still be 114 then)."""
+    if request.param == "opencv":
+        monkeypatch.setattr(hsv._setup, "value", {**hsv._setup(), "fn": None})
+    return request.param
+
+
 @pytest.mark.parametrize("setting", list(SETTINGS))
-def test_paint_sample_equals_paint(demo_set, setting):
+def test_paint_sample_equals_paint(demo_set, setting, hsv_route):
     index = build_index(demo_set, verbose=False)
     images = {}
 

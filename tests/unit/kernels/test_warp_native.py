@@ -35,7 +35,8 @@ def _photo(rng, h, w):
 
 
 def _mosaics(demo_set, imgsz, hyp, n):
-    """(tiles, pastes, window hw, forward matrix, composed canvas) of the planner's first ``n`` simple samples."""
+    """(tiles, pastes, window hw, forward matrix, composed canvas, the box of output pixels that can see a tile)
+    of the planner's first ``n`` simple samples."""
     index = build_index(demo_set, verbose=False)
     planner = Planner(index, imgsz, hyp, batch_size=8, seed=5)
     batch = planner.plan_batch(0, np.arange(n) % len(index), np.random.default_rng(0).permutation(len(index)))
@@ -54,7 +55,7 @@ def _mosaics(demo_set, imgsz, hyp, n):
         canvas = np.full((cy1 - cy0, cx1 - cx0, 3), 114, np.uint8)
         for k, sy, sx, h, w, dy, dx in geo.pastes[j]:
             canvas[dy:dy + h, dx:dx + w] = images[k][sy:sy + h, sx:sx + w]
-        yield images, geo.pastes[j], canvas.shape[:2], geo.M[j] @ translate(cx0, cy0), canvas
+        yield images, geo.pastes[j], canvas.shape[:2], geo.M[j] @ translate(cx0, cy0), canvas, tuple(geo.box[j])
 
 
 @pytest.mark.parametrize("imgsz,hyp", [(896, {}), (640, {}), (320, {"flipud": 0.5}),
@@ -63,7 +64,7 @@ def test_kernel_equals_opencv_on_planned_mosaics(demo_set, kernel, imgsz, hyp):
     fn, vector = kernel
     fma = warp._setup()["fma"]
     bad, n = [], 0
-    for k, (images, pastes, whw, M, canvas) in enumerate(_mosaics(demo_set, imgsz, hyp, 12)):
+    for k, (images, pastes, whw, M, canvas, _) in enumerate(_mosaics(demo_set, imgsz, hyp, 12)):
         assert warp.separable(M)  # the default augmentation: no rotation, no shear
         ref = warp.reference(canvas, M, (imgsz, imgsz))
         for vec in ((True, False) if vector else (False,)):
@@ -75,6 +76,35 @@ def test_kernel_equals_opencv_on_planned_mosaics(demo_set, kernel, imgsz, hyp):
                 bad.append((k, vec, int((out != ref).any(2).sum())))
         n += 1
     assert n >= 6 and not bad, f"{n} mosaics; the kernel differs from cv2.warpAffine on {bad}"
+
+
+@pytest.mark.parametrize("imgsz,hyp", [(640, {}), (320, {"scale": 0.9, "translate": 0.45})])
+def test_kernel_writes_outer_above_and_below_the_box(demo_set, kernel, imgsz, hyp):
+    """With the painters' box (the output pixels that can see a tile): OpenCV's warp is 114 everywhere outside it;
+    the kernel writes ``outer`` in the rows above and below it without computing them, 114 beside it, and OpenCV's
+    bytes inside. An empty box: every row is ``outer``."""
+    fn, vector = kernel
+    fma = warp._setup()["fma"]
+    n = trimmed = 0
+    for images, pastes, whw, M, canvas, box in _mosaics(demo_set, imgsz, hyp, 12):
+        ref = warp.reference(canvas, M, (imgsz, imgsz))
+        Y0, Y1, X0, X1 = box
+        inside = np.zeros(ref.shape[:2], bool)
+        inside[Y0:Y1, X0:X1] = True
+        assert (ref[~inside] == 114).all(), box  # what lets the kernel skip them
+        want = ref.copy()
+        want[:Y0], want[Y1:] = 7, 7
+        for vec in ((True, False) if vector else (False,)):
+            out = np.zeros_like(ref)
+            warp.run_native(fn, images, pastes, whw, M, out, vec, fma, box, 7)
+            assert np.array_equal(out, want), (box, vec)
+        n += 1
+        trimmed += Y0 > 0 or Y1 < imgsz
+    assert n >= 6 and trimmed >= 2, (n, trimmed)
+    images, pastes, whw, M, canvas, _ = next(_mosaics(demo_set, imgsz, hyp, 12))
+    out = np.zeros((imgsz, imgsz, 3), np.uint8)
+    warp.run_native(fn, images, pastes, whw, M, out, vector, fma, (0, 0, 0, 0), 7)
+    assert (out == 7).all()
 
 
 def test_kernel_on_odd_output_widths(kernel):
