@@ -100,6 +100,11 @@ MUTANTS = {
                               "memset(D, outer, 3 * (size_t)X0);", "tests/unit/kernels/test_warp_native.py"),
     "painter-beside-box-left-grey": ("loader/kernels/opencv.py", "                out[Y0:Y1, :X0] = self.fill[j]",
                                      "                pass", "tests/unit/kernels/test_batch_geometry.py"),
+    "resize-vrow-packs-unordered": ("loader/kernels/resize.c",
+                                    "_mm512_permutexvar_epi32(order, _mm512_packus_epi16(m[0], m[1]))",
+                                    "_mm512_packus_epi16(m[0], m[1])", "tests/unit/kernels/test_resize_native.py"),
+    "warp-vrow-packs-unordered": ("loader/kernels/warp.c", "_mm512_storeu_si512(D + e, _mm512_permutexvar_epi32(order, out));",
+                                  "_mm512_storeu_si512(D + e, out);", "tests/unit/kernels/test_warp_native.py"),
     # the batch ring: reuse a buffer only when no batch views it
     "ring-never-reuses": ("loader/batch.py", "sys.getrefcount(buf) > self._unused:",
                           "sys.getrefcount(buf) > self._unused - 1:", "tests/engine/test_loader.py"),

@@ -98,27 +98,33 @@ static void hrows_avx512(const uint8_t *const *S, int32_t *const *H, int n, cons
     }
 }
 
+/* 16 int32 at p -> sat16(x >> 4) */
 __attribute__((target("avx512f,avx512bw")))
-static inline __m512i v_shr4_pack(const int32_t *p) {  /* 32 int32 -> sat16(x >> 4), in order */
-    __m256i a = _mm512_cvtsepi32_epi16(_mm512_srai_epi32(_mm512_loadu_si512(p), 4));
-    __m256i b = _mm512_cvtsepi32_epi16(_mm512_srai_epi32(_mm512_loadu_si512(p + 16), 4));
-    return _mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1);
-}
+static inline __m512i v_shr4(const int32_t *p) { return _mm512_srai_epi32(_mm512_loadu_si512(p), 4); }
 
-__attribute__((target("avx512f,avx512bw,avx512vl")))
+/* The vertical pass 64 elements at a time with in-lane packs (one uop each) instead of order-keeping narrowing
+   moves (two each): the lanes come out in a fixed 4x4 dword transpose, undone by one permute before the store.
+   The packs saturate as the moves did (signed to int16; int16 to uint8 clamps below at 0, as max(m, 0) then the
+   unsigned narrowing did). */
+__attribute__((target("avx512f,avx512bw")))
 static void vrow_avx512(const int32_t *H0, const int32_t *H1, uint8_t *D, int W, int16_t b0, int16_t b1) {
     __m512i B0 = _mm512_set1_epi16(b0), B1 = _mm512_set1_epi16(b1), two = _mm512_set1_epi16(2);
-    __m512i zero = _mm512_setzero_si512();
-    for (int x = 0; x < W; x += 32) {  /* the rows are padded to a multiple of 64 elements */
-        __m512i m = _mm512_adds_epi16(_mm512_mulhi_epi16(v_shr4_pack(H0 + x), B0),
-                                      _mm512_mulhi_epi16(v_shr4_pack(H1 + x), B1));
-        m = _mm512_max_epi16(_mm512_srai_epi16(_mm512_adds_epi16(m, two), 2), zero);
-        __m256i out = _mm512_cvtusepi16_epi8(m);
+    const __m512i order = _mm512_set_epi32(15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0);
+    for (int x = 0; x < W; x += 64) {  /* the rows are padded to a multiple of 64 elements */
+        __m512i m[2];
+        for (int h = 0; h < 2; h++) {
+            const int32_t *p0 = H0 + x + 32 * h, *p1 = H1 + x + 32 * h;
+            __m512i a = _mm512_packs_epi32(v_shr4(p0), v_shr4(p0 + 16));
+            __m512i b = _mm512_packs_epi32(v_shr4(p1), v_shr4(p1 + 16));
+            __m512i v = _mm512_adds_epi16(_mm512_mulhi_epi16(a, B0), _mm512_mulhi_epi16(b, B1));
+            m[h] = _mm512_srai_epi16(_mm512_adds_epi16(v, two), 2);
+        }
+        __m512i out = _mm512_permutexvar_epi32(order, _mm512_packus_epi16(m[0], m[1]));
         int n = W - x;
-        if (n >= 32)
-            _mm256_storeu_si256((__m256i *)(D + x), out);
+        if (n >= 64)
+            _mm512_storeu_si512(D + x, out);
         else
-            _mm256_mask_storeu_epi8(D + x, (__mmask32)((1ULL << n) - 1), out);
+            _mm512_mask_storeu_epi8(D + x, (__mmask64)((1ULL << n) - 1), out);
     }
 }
 #endif
