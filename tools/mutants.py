@@ -105,6 +105,9 @@ MUTANTS = {
                                     "_mm512_packus_epi16(m[0], m[1])", "tests/unit/kernels/test_resize_native.py"),
     "warp-vrow-packs-unordered": ("loader/kernels/warp.c", "_mm512_storeu_si512(D + e, _mm512_permutexvar_epi32(order, out));",
                                   "_mm512_storeu_si512(D + e, out);", "tests/unit/kernels/test_warp_native.py"),
+    "hsv-tail-block-short-copy": ("loader/kernels/hsv.c", "memcpy(dst + 3 * x, tmp, 3 * (size_t)(n - x));",
+                                  "memcpy(dst + 3 * x, tmp, 3 * (size_t)(n - x - 1));",
+                                  "tests/unit/kernels/test_hsv_native.py"),
     # the batch ring: reuse a buffer only when no batch views it
     "ring-never-reuses": ("loader/batch.py", "sys.getrefcount(buf) > self._unused:",
                           "sys.getrefcount(buf) > self._unused - 1:", "tests/engine/test_loader.py"),

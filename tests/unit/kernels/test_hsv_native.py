@@ -158,7 +158,7 @@ def test_box_equals_ultralytics_full_frame(route, kernel, monkeypatch):
     rng = np.random.default_rng(3)
     checked = 0
     for W, box in ((896, (10, 200, 37, 861)), (928, (0, 50, 3, 925)), (200, (5, 60, 0, 137)), (100, (2, 9, 1, 99)),
-                   (640, (0, 640, 0, 640))):
+                   (640, (0, 640, 0, 640)), (896, (3, 70, 37, 896))):  # last: its rows end in < 64 vector pixels
         frame = np.full((max(box[1], 64), W, 3), 114, np.uint8)
         Y0, Y1, X0, X1 = box
         frame[Y0:Y1, X0:X1] = rng.integers(0, 256, (Y1 - Y0, X1 - X0, 3), np.uint8)
@@ -172,7 +172,7 @@ def test_box_equals_ultralytics_full_frame(route, kernel, monkeypatch):
             d = np.abs(ours[y0:y1, x0:x1].astype(int) - ref[y0:y1, x0:x1])
             assert d.max() == 0, (route, W, box, flip_lr, int((d > 0).any(-1).sum()))
             checked += 1
-    assert checked == 10
+    assert checked == 12
 
 
 def test_box_alone_through_opencv_is_not_ultralytics():
