@@ -108,6 +108,8 @@ MUTANTS = {
     "hsv-tail-block-short-copy": ("loader/kernels/hsv.c", "memcpy(dst + 3 * x, tmp, 3 * (size_t)(n - x));",
                                   "memcpy(dst + 3 * x, tmp, 3 * (size_t)(n - x - 1));",
                                   "tests/unit/kernels/test_hsv_native.py"),
+    "jpeg-frames-aligned": ("loader/kernels/jpeg.py", "off = (8 - raw.ctypes.data) % 32", "off = (0 - raw.ctypes.data) % 32",
+                            "tests/unit/kernels/test_jpeg_native.py"),
     # the batch ring: reuse a buffer only when no batch views it
     "ring-never-reuses": ("loader/batch.py", "sys.getrefcount(buf) > self._unused:",
                           "sys.getrefcount(buf) > self._unused - 1:", "tests/engine/test_loader.py"),

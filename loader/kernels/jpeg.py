@@ -24,7 +24,7 @@ import numpy as np
 
 from . import native
 
-__all__ = ["decode_jpeg", "native_kernel", "run_native", "kernel", "library", "declined", "REASONS"]
+__all__ = ["decode_jpeg", "native_kernel", "run_native", "frame", "kernel", "library", "declined", "REASONS"]
 
 LOG = logging.getLogger("loader")
 
@@ -45,11 +45,23 @@ def native_kernel():
     return native.function("jpeg", "jpeg_decode_bgr", i, [p, n, i, p, n, i, i])
 
 
+def frame(h: int, w: int) -> np.ndarray:
+    """An empty (h, w, 3) uint8 image whose data starts 8 bytes past a 32-byte boundary. libjpeg-turbo's SIMD
+    colour conversion writes 32-byte-aligned output rows with non-temporal stores, which bypass the caches: the
+    frame then goes to memory and the resize that reads it next waits for it (1920x1080, decode + resize, one
+    thread: 5.86 ms aligned vs 5.62 ms here, the decode alone 5.00 vs 4.95 ms; a 1920-pixel row is 5,760 bytes,
+    so every row has the first row's alignment)."""
+    n = h * w * 3
+    raw = np.empty(n + 32, np.uint8)
+    off = (8 - raw.ctypes.data) % 32
+    return raw[off:off + n].reshape(h, w, 3)
+
+
 def run_native(fn, buf: np.ndarray, scale: int, hw: tuple[int, int]) -> tuple[np.ndarray | None, int]:
     """(the (h, w, 3) BGR image, 0), or (None, the kernel's reason code) where it declined."""
     h, w = int(hw[0]), int(hw[1])
     buf = np.ascontiguousarray(buf, np.uint8)
-    out = np.empty((h, w, 3), np.uint8)
+    out = frame(h, w)
     rc = fn(buf.ctypes.data, buf.size, int(scale), out.ctypes.data, out.strides[0], h, w)
     if rc < 0:
         raise MemoryError("jpeg kernel: out of memory")

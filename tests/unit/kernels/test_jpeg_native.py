@@ -119,6 +119,18 @@ def _declines(fn) -> dict[str, int]:
     return {k: v - before.get(k, 0) for k, v in after.items() if v != before.get(k, 0)}
 
 
+def test_frames_are_off_32_byte_alignment(kernel):
+    """Decoded frames start 8 bytes past a 32-byte boundary (libjpeg-turbo writes aligned rows with non-temporal
+    stores, which would send the frame to memory just before the resize reads it), and decode there bitwise."""
+    for h, w in ((1080, 1920), (67, 93), (1, 1)):
+        f = jpeg.frame(h, w)
+        assert f.shape == (h, w, 3) and f.dtype == np.uint8 and f.flags.c_contiguous and f.ctypes.data % 32 == 8
+    data = dict(jpeg._samples())["321x240 4:2:0"]
+    ref = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    got, rc = jpeg.run_native(kernel, data, 1, ref.shape[:2])
+    assert rc == 0 and got.ctypes.data % 32 == 8 and np.array_equal(got, ref)
+
+
 @pytest.mark.parametrize("orientation,big_endian", [(1, False), (1, True), (3, False), (6, False), (6, True),
                                                     (8, True)])
 def test_exif_orientation(orientation, big_endian):
