@@ -142,7 +142,7 @@ static int use_rcp; /* the quotients below by reciprocal: set where it equals th
    quotient, rounded to nearest, gives the same integers (checked over all 2^24 colours by the tests). The
    division is HSV's slowest instruction; a 14-bit reciprocal refined by one Newton step gives the same integers
    on this CPU's reciprocal (hsv_vector() checks every x for both constants first and keeps the division where
-   one differs; x = 0 gives INT_MIN either way). ~5 % of the step's time. */
+   one differs; x = 0 gives INT_MIN either way): 3-4 % of the step's time. */
 TGT static inline __m512i quotient_by(float c, __m512 x, int rcp) {
     __m512 q;
     if (rcp) {
@@ -158,9 +158,9 @@ TGT static inline __m512i quotient_by(float c, __m512 x, int rcp) {
 
 /* Whether the reciprocal gives the division's integers for every byte x and both constants. */
 TGT static int rcp_exact(void) {
+    const __m512i lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
     for (int x = 0; x < 256; x += 16) {
-        __m512 v = _mm512_cvtepi32_ps(_mm512_add_epi32(_mm512_set1_epi32(x), _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9,
-                                                                                              8, 7, 6, 5, 4, 3, 2, 1, 0)));
+        __m512 v = _mm512_cvtepi32_ps(_mm512_add_epi32(_mm512_set1_epi32(x), lane));
         for (int k = 0; k < 2; k++) {
             float c = k ? 122880.0f : 1044480.0f;
             if (_mm512_cmpneq_epi32_mask(quotient_by(c, v, 1), quotient_by(c, v, 0))) return 0;
@@ -275,7 +275,7 @@ TGT static void row_avx512(const uint8_t *src, uint8_t *dst, int n, const uint8_
         }
         if (x >= tlo && n <= thi) { /* the row's last < 64 pixels, all vector columns, where a whole block would
                                        pass the frame's vector part (a box ending at its right edge): one block on
-                                       a copy instead of the per-pixel code (~20x the time per pixel) */
+                                       a copy instead of the per-pixel code (~25x the time per pixel) */
             uint8_t tmp[192] __attribute__((aligned(64))) = {0};
             memcpy(tmp, src + 3 * x, 3 * (size_t)(n - x));
             block64(tmp, tmp, T, bi, fma, hue180);
@@ -314,16 +314,6 @@ int hsv_vector(void) {
 #endif
     }
     return use_vector;
-}
-
-/* 1 when the vector blocks take their quotients by reciprocal (see quotient_by), 0 by division. */
-int hsv_reciprocal(void) {
-    hsv_vector();
-#if HAVE_AVX512
-    return use_rcp;
-#else
-    return 0;
-#endif
 }
 
 /* rows x cols pixels; lut: 768 bytes, the hue, saturation and value tables; [tlo, thi): the columns OpenCV's

@@ -191,8 +191,8 @@ static void warp_invert(const double *M, double *A) {
    compiled with FMA contraction would compute them). box (Y0, Y1, X0, X1): the output pixels that can see a
    tile; every pixel outside it is FILL in OpenCV's warp, and is written without being computed: FILL beside the
    box, the byte outer in the rows above and below it (the painters pass the colour FILL takes after HSV, which
-   then runs on the box's rows only: ~20 % of a mosaic's output rows at 896 px see no tile). vec: the AVX-512 code. 0 on success, -1 out of memory, -2 a
-   matrix with rotation or shear, -3 more pastes than MAX_SEGS. */
+   then runs on the box's rows only: ~20 % of a mosaic's output rows at 896 px see no tile). vec: the AVX-512
+   code. 0 on success, -1 out of memory, -2 a matrix with rotation or shear, -3 more pastes than MAX_SEGS. */
 int warp_scaled(uint8_t *dst, long dstep, int H, int W, const double *M, int fma_y, int wh, int ww, int n,
                 const uint8_t *const *ptr, const long *step, const int32_t *rect, const int32_t *box, int outer,
                 int vec) {
