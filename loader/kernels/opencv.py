@@ -250,14 +250,12 @@ class BatchGeometry:
             _warp_into(sub, M, out, cv2.BORDER_CONSTANT)
         apply_hsv(out, self.batch.hsv[j] if self.has_hsv[j] else None, not self.keep_bgr[j],
                   self.luts[j] if self.has_hsv[j] else None, box, self.flip_lr[j])
-        Y0, Y1, X0, X1 = box
-        if not rows_done:
-            _fill_uncovered(out, [box], (self.fill[j],) * 3)
-        elif Y1 > Y0 and X1 > X0:  # beside the box: 114 until now (HSV's OpenCV route may have read it)
-            if X0 > 0:
-                out[Y0:Y1, :X0] = self.fill[j]
-            if X1 < out.shape[1]:
-                out[Y0:Y1, X1:] = self.fill[j]
+        fill = (self.fill[j],) * 3
+        if rows_done:  # beside the box, in its rows: 114 until now (HSV's OpenCV route may have read it)
+            Y0, Y1, X0, X1 = box
+            _fill_uncovered(out[Y0:Y1], [(0, Y1 - Y0, X0, X1)], fill)
+        else:
+            _fill_uncovered(out, [box], fill)
 
 
 def _letterbox(plan: Plan, im: np.ndarray, out: np.ndarray) -> None:
