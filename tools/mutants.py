@@ -150,6 +150,9 @@ MUTANTS = {
     # resume
     "resume-keeps-constructor-seed": ("loader/loader.py", "        self.planner.seed = self.sampler.seed\n", "",
                                       "tests/engine/test_resume.py"),
+    # the pool: the consumer waits for a whole group, and a failure is raised as it happens
+    "pool-waits-per-task": ("loader/pool.py", "            wait(futures, timeout, FIRST_EXCEPTION)\n",
+                            "            [f.exception(timeout) for f in futures]\n", "tests/unit/test_pool.py"),
     # the trainer's wiring
     "trainer-drops-hyp": ("integration/ultralytics/trainer.py", "hyp=vars(self.args)", "hyp=None",
                           "tests/integration/test_ultralytics_integration.py"),
@@ -183,6 +186,9 @@ def _pytest(copy: Path, args: list[str], timeout: int) -> tuple[bool, str, float
     except subprocess.TimeoutExpired:
         return True, "timed out (counted as caught: the suite did not pass)", time.perf_counter() - t0
     lines = r.stdout.strip().splitlines()
+    if r.returncode in (4, 5):  # a test file that is not there (untracked: not copied) or no test collected
+        return False, f"pytest exit {r.returncode}, nothing ran: {lines[-1] if lines else r.stderr.strip()[-200:]}", \
+            time.perf_counter() - t0
     failed = [ln.split(" - ")[0].removeprefix("FAILED ") for ln in lines if ln.startswith(("FAILED", "ERROR"))]
     return r.returncode != 0, failed[0] if failed else (lines[-1] if lines else ""), time.perf_counter() - t0
 
