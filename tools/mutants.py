@@ -153,6 +153,9 @@ MUTANTS = {
     # the pool: the consumer waits for a whole group, and a failure is raised as it happens
     "pool-waits-per-task": ("loader/pool.py", "            wait(futures, timeout, FIRST_EXCEPTION)\n",
                             "            [f.exception(timeout) for f in futures]\n", "tests/unit/test_pool.py"),
+    # the bench: our warm-up fills the image cache to its byte budget before timing
+    "bench-warmup-stops-at-mosaic-count": ("integration/bench/contenders.py", "held = max(held, min(",
+                                           "held = min(held, min(", "tests/integration/test_bench.py"),
     # the trainer's wiring
     "trainer-drops-hyp": ("integration/ultralytics/trainer.py", "hyp=vars(self.args)", "hyp=None",
                           "tests/integration/test_ultralytics_integration.py"),

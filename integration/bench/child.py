@@ -51,11 +51,17 @@ class TreeMeter:
         self._th.join()
 
 
+def warmup_batches(spec: RunSpec, c) -> int:
+    """Batches before timing: ``spec.warmup``, else until the contender's buffers are full (``c.buffered_images``)
+    and two more."""
+    return spec.warmup if spec.warmup is not None else -(-c.buffered_images // spec.batch) + 2
+
+
 def measure(spec: RunSpec) -> dict:
     """The row of one contender.
 
     Warm-up runs until its mosaic buffers / image cache are full (stock: 255 images per worker; ours: the shared
-    buffer); the batches its workers prefetched are drained (stock queues up to 4 x workers batches: timing
+    buffer, to its byte budget when it holds decoded images); the batches its workers prefetched are drained (stock queues up to 4 x workers batches: timing
     them would measure the queue); then ``spec.batches`` batches are timed.
     """
     if spec.kind == "decode":
@@ -73,15 +79,18 @@ def measure(spec: RunSpec) -> dict:
     t_build = time.perf_counter()
     c = build(spec)
     build_s = time.perf_counter() - t_build
-    warm = spec.warmup if spec.warmup is not None else (-(-c.buffered_images // spec.batch) + 2)
+    warm = warmup_batches(spec, c)
     it = iter(c.loader)
 
+    epochs = 0
+
     def next_batch():
-        nonlocal it
+        nonlocal it, epochs
         try:
             return next(it)
         except StopIteration:  # epoch over: the next one starts (warm-up can span epochs)
             it = iter(c.loader)
+            epochs += 1
             return next(it)
 
     lat = []
@@ -102,6 +111,7 @@ def measure(spec: RunSpec) -> dict:
     # every worker process delivers at least two timed batches (its batches arrive in bursts)
     n_batches = max(spec.batches, 2 * c.workers) if spec.kind == "stock" else spec.batches
     t0, c0, f0 = time.perf_counter(), meter.cpu_seconds(), meter.minor_faults()
+    e0 = epochs
     n_img = 0
     for _ in range(n_batches):
         batch = next_batch()
@@ -124,7 +134,9 @@ def measure(spec: RunSpec) -> dict:
            "cores_busy": (c1 - c0) / (t1 - t0), "pss_peak_gib": peak / 2**30, "pss_peak_bytes": peak,
            "pss_steady_gib": statistics.median(timed) / 2**30, "warmup_batches": warm, "drained_batches": drained,
            "build_s": build_s, "images_timed": n_img, "batches_timed": n_batches, "cache": spec.cache,
-           "pss_file_peak_gib": meter.file_peak / 2**30, **c.extra()}
+           "pss_file_peak_gib": meter.file_peak / 2**30,
+           # an epoch started inside the timed batches: ours then finds the last epoch's images still buffered
+           "timed_across_epochs": epochs > e0, **c.extra()}
     if spec.kind == "dali" and row.get("device") != "cuda":
         row["name"] = f"{spec.name} (CPU-only mode)"
     if c.close:

@@ -34,6 +34,7 @@ def summarize(rounds: list[list[dict]], reference: str | None = None) -> list[di
                 row[f"{k}_min"] = min(r.get(f"{k}_min", r[k]) for r in ok)
                 row[f"{k}_max"] = max(r.get(f"{k}_max", r[k]) for r in ok)
         row["rounds"] = len(ok)
+        row["timed_across_epochs"] = any(r.get("timed_across_epochs") for r in ok)
         if "build_s" in ok[0]:
             row["build_s_first"] = ok[0]["build_s"]  # the round that found no cache: what building it cost
         if len(ok) < len(rs):
@@ -199,6 +200,10 @@ def print_table(table: list[dict]) -> None:
               f"{r['pss_steady_gib']:14.2f} | {r.get('rounds', 1):>14} | {r.get('faults_per_img', float('nan')):14.0f}")
     if any(r.get("distinguishable_from_best_stock") is False for r in table):
         print("(~: not distinguishable from the best stock row: their min-max spreads overlap)")
+    across = [r["name"] for r in table if r.get("timed_across_epochs")]
+    if across:
+        print(f"(timed batches crossed an epoch boundary in {', '.join(across)}: the data set is short for the warm-up "
+              f"plus the timed batches, and ours then finds part of the last epoch's images still buffered)")
     for line in cache_lines(table):
         print(line)
 

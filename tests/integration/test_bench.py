@@ -285,3 +285,29 @@ def test_a_forced_stock_row_that_cannot_fit_is_projected_not_run(demo_set):
     assert memory_guard(small) is None and memory_guard(RunSpec(kind="ours", name="cpu-auto", data="x")) is None
     # 12 workers at batch 128, 896 px, 16:9 images: buffers of 1000 x 1.4 MB each plus 48 queued batches of 0.3 GB
     assert 30 < projected_stock_ram(12, 128, 896, 896 * 504 * 3) / 2**30 < 40
+
+
+def test_warm_up_fills_our_image_cache_to_its_budget(demo_set):
+    """Without a store our image cache fills to a byte budget sized for square tiles: on 16:9 images it holds ~1.8x
+    the mosaic buffer's count, and a warm-up that stopped at that count timed the cache's first fill (page faults
+    a large data set pays once)."""
+    import math
+
+    from integration.bench.child import warmup_batches
+    from integration.bench.contenders import build
+    from integration.bench.spec import RunSpec
+
+    spec = RunSpec(kind="ours", name="cpu-auto", data=str(demo_set), imgsz=160, batch=1, workers=1)
+    c = build(spec)
+    try:
+        st = c.loader.images.stats()
+        tile = 160 * 90 * 3  # 1920x1080 at 160 px
+        assert c.buffered_images == min(24, st["budget"] // tile) > c.loader.planner.buffer_len + 2 * spec.batch
+        it = iter(c.loader)
+        for _ in range(warmup_batches(spec, c)):
+            next(it)
+        st = c.loader.images.stats()
+        assert st["bytes"] > st["budget"] - tile, st  # full: the timed batches decode into recycled memory
+        assert math.isclose(st["bytes"] / tile, st["items"])
+    finally:
+        c.close()
