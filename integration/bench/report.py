@@ -203,7 +203,8 @@ def print_table(table: list[dict]) -> None:
     across = [r["name"] for r in table if r.get("timed_across_epochs")]
     if across:
         print(f"(timed batches crossed an epoch boundary in {', '.join(across)}: the data set is short for the warm-up "
-              f"plus the timed batches, and ours then finds part of the last epoch's images still buffered)")
+              f"plus the timed batches; an epoch's first batches run faster for ours, whose image cache still holds "
+              f"part of the last epoch's images)")
     for line in cache_lines(table):
         print(line)
 
