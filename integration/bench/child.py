@@ -61,8 +61,9 @@ def measure(spec: RunSpec) -> dict:
     """The row of one contender.
 
     Warm-up runs until its mosaic buffers / image cache are full (stock: 255 images per worker; ours: the shared
-    buffer, to its byte budget when it holds decoded images); the batches its workers prefetched are drained (stock queues up to 4 x workers batches: timing
-    them would measure the queue); then ``spec.batches`` batches are timed.
+    buffer, to its byte budget when it holds decoded images); the batches its workers prefetched are drained
+    (stock queues up to 4 x workers batches: timing them would measure the queue); then ``spec.batches`` batches
+    are timed.
     """
     if spec.kind == "decode":
         return decode_only(spec)
