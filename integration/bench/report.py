@@ -66,7 +66,20 @@ def summarize(rounds: list[list[dict]], reference: str | None = None) -> list[di
         c = ceilings[bool(r.get("cache"))]
         if c and "img_s" in r and r["name"] not in CEILINGS and r.get("kind") != "train":
             r["of_ceiling"] = r["img_s"] / c["img_s"]
+            r["of_ceiling_rounds"] = paired_shares(rounds, r["name"], c["name"])
     return table
+
+
+def paired_shares(rounds: list[list[dict]], name: str, ceiling: str) -> list[float]:
+    """``name``'s rate over the ceiling's in each round that measured both: the machine's speed drifts within a
+    run (the decode ceiling's own rounds have spread 17 % in one run here), and a round's two rows, minutes apart,
+    share more of it than the medians of rounds far apart do."""
+    out = []
+    for rows in rounds:
+        got = {r["name"]: r.get("img_s") for r in rows if "error" not in r}
+        if got.get(name) and got.get(ceiling):
+            out.append(got[name] / got[ceiling])
+    return out
 
 
 CEILINGS = ("decode-only", "cached-ceiling")
@@ -128,8 +141,14 @@ def _ceiling_lines(rows: dict[str, dict]) -> list[str]:
         if "img_s_opencv" in c:
             extra += f"; cv2.imdecode alone {c['img_s_opencv']:.1f}"
         out.append(f"Of the {label} ({c['img_s']:.1f} img/s, {c['img_s_min']:.1f}-{c['img_s_max']:.1f}{extra}): "
-                   + ", ".join(f"{r['name']} {r['of_ceiling']:.2f}" for r in part) + ".")
+                   + ", ".join(f"{r['name']} {r['of_ceiling']:.2f}{_paired(r)}" for r in part) + ".")
     return out
+
+
+def _paired(r: dict) -> str:
+    """The row's shares of the ceiling measured in the same round, where two or more rounds measured both."""
+    v = r.get("of_ceiling_rounds") or []
+    return f" (in the same round: {', '.join(f'{x:.2f}' for x in v)})" if len(v) > 1 else ""
 
 
 def _throughput_headline(rows: dict[str, dict], ours: str) -> list[str]:

@@ -311,3 +311,22 @@ def test_warm_up_fills_our_image_cache_to_its_budget(demo_set):
         assert math.isclose(st["bytes"] / tile, st["items"])
     finally:
         c.close()
+
+
+def test_shares_of_the_ceiling_are_also_paired_by_round():
+    """A row's share of its ceiling from the medians, and per round against the ceiling measured in that round (the
+    machine's speed drifts between rounds: a slow round's pair stays together)."""
+    from integration.bench.report import _ceiling_lines, summarize
+
+    def row(name, v):
+        return {"name": name, "img_s": v, "workers_effective": 2, "workers_requested": "auto"}
+
+    rounds = [[{"name": "decode-only", "img_s": 300.0, "img_s_min": 290.0, "img_s_max": 310.0}, row("cpu-auto", 210.0)],
+              [{"name": "decode-only", "img_s": 240.0, "img_s_min": 230.0, "img_s_max": 250.0}, row("cpu-auto", 168.0)],
+              [row("cpu-auto", 190.0)]]  # a round without the ceiling (its rounds are fewer) is not paired
+    table = summarize(rounds)
+    cpu = next(r for r in table if r["name"] == "cpu-auto")
+    assert cpu["of_ceiling"] == pytest.approx(190.0 / 270.0)
+    assert cpu["of_ceiling_rounds"] == pytest.approx([0.7, 0.7])
+    line = _ceiling_lines({r["name"]: r for r in table})[0]
+    assert "cpu-auto 0.70 (in the same round: 0.70, 0.70)" in line, line
