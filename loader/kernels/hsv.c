@@ -268,7 +268,7 @@ TGT static void row_avx512(const uint8_t *src, uint8_t *dst, int n, const uint8_
     for (int i = 0; i < 12; i++) T[i] = _mm512_loadu_si512(lut + 64 * i);
     int x = 0;
     while (x < n) {
-        if (x >= tlo && x + 64 <= thi) {
+        if (x >= tlo && x + 64 <= thi && x + 64 <= n) { /* never past the row's n pixels */
             block64(src + 3 * x, dst + 3 * x, T, bi, fma, hue180);
             x += 64;
             continue;

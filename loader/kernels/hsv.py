@@ -28,7 +28,7 @@ import numpy as np
 from . import native
 
 __all__ = ["hsv_luts_batch", "apply_hsv", "opencv_three_passes", "land", "native_kernel", "kernel", "vector_block",
-           "vector_columns"]
+           "vector_columns", "planar_luts", "row_finisher"]
 
 _CANDIDATE_BLOCKS = (64, 32, 16, 8, 4, 0)  # OpenCV's HSV2BGR: 4 float32 vectors per step (0: no vector code)
 
@@ -157,6 +157,23 @@ def vector_columns(frame_w: int, flip_lr: bool, block: int | None = None) -> tup
     b = (vector_block() if block is None else block) or 0
     v = frame_w // b * b if b else 0
     return (frame_w - v, frame_w) if flip_lr else (0, v)
+
+
+def planar_luts(luts: np.ndarray) -> np.ndarray:
+    """``hsv_luts_batch``'s (B, 256, 3) tables as the kernel reads them: (B, 3, 256), contiguous."""
+    return np.ascontiguousarray(np.asarray(luts, np.uint8).reshape(-1, 256, 3).transpose(0, 2, 1))
+
+
+def row_finisher(planar: np.ndarray, to_rgb: bool, frame_w: int, flip_lr: bool = False) -> tuple | None:
+    """The native kernel as a C function a C caller runs on rows it makes (``warp.run_native``'s ``finish``:
+    the warp's rows are coloured in the cache, not written to the frame and read back): (its address, the
+    table ``planar`` (3, 256, from ``planar_luts``; the caller keeps it alive), the frame's vector columns, the
+    channel order, the FMA setting). None where HSV takes OpenCV's route: the caller runs ``apply_hsv``."""
+    s = _setup()
+    if s["fn"] is None:
+        return None
+    lo, hi = vector_columns(frame_w, flip_lr, s["block"] or 0)
+    return ctypes.cast(s["fn"], ctypes.c_void_p).value, planar.ctypes.data, lo, hi, int(to_rgb), s["fma"]
 
 
 def apply_hsv(frame: np.ndarray, r: np.ndarray | None, to_rgb: bool, lut: np.ndarray | None = None,

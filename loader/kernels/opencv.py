@@ -23,7 +23,7 @@ import threading
 import cv2
 import numpy as np
 
-from .hsv import apply_hsv, hsv_luts_batch, land
+from .hsv import apply_hsv, hsv_luts_batch, land, planar_luts, row_finisher
 from .warp import warp_pastes
 from ..plan import FILL, Plan, PlanBatch, paste_regions, translate, visible_window, visible_windows, window_pastes
 
@@ -221,6 +221,7 @@ class BatchGeometry:
             hsv = np.stack([self.luts[:, 0, 0], self.luts[:, 0, 1], self.luts[:, FILL, 2]], 1)[None]
             grey = cv2.cvtColor(np.ascontiguousarray(hsv), cv2.COLOR_HSV2RGB)[0]
             self.fill = [int(g[0]) if h else FILL for g, h in zip(grey, has_hsv)]
+        self.planar = None if self.luts is None else planar_luts(self.luts)
         self.keep_bgr = batch.keep_bgr.tolist()
         self.flip_lr = batch.flips[:, 1].tolist()
         self.M = batch.M
@@ -235,8 +236,13 @@ class BatchGeometry:
         images = [load(i) for i in self.tiles[j]]
         M = self.M[j] @ translate(cx0, cy0)
         box = tuple(self.box[j])
-        # the kernel reads the tiles in place and writes 114's final colour in the rows above and below the box
-        rows_done = warp_pastes(images, pastes, (cy1 - cy0, cx1 - cx0), M, out, box, self.fill[j])
+        # the kernel reads the tiles in place and writes 114's final colour in the rows above and below the box;
+        # with the native HSV kernel it colours the box's rows as it makes them, and the sample is done
+        finish = row_finisher(self.planar[j], not self.keep_bgr[j], out.shape[1], self.flip_lr[j]) \
+            if self.has_hsv[j] else None
+        rows_done = warp_pastes(images, pastes, (cy1 - cy0, cx1 - cx0), M, out, box, self.fill[j], finish)
+        if rows_done and finish is not None:
+            return
         if not rows_done:
             if self.single[j]:
                 sub = images[0][cy0:cy1, cx0:cx1]

@@ -225,7 +225,7 @@ def test_worker_exception_surfaces_with_its_traceback(demo_set, monkeypatch):
         def broken(*args, **kw):
             raise ZeroDivisionError("painter bug")
 
-        monkeypatch.setattr(opencv, "apply_hsv", broken)  # a bug in a kernel step every CPU-engine path runs
+        monkeypatch.setattr(opencv, "translate", broken)  # a bug in a step every training sample's paint runs
         with pytest.raises(WorkerError, match="ZeroDivisionError: painter bug") as e:
             list(dl)
         assert "worker traceback" in str(e.value) and isinstance(e.value.__cause__, ZeroDivisionError)

@@ -130,6 +130,29 @@ def test_mixed_rows_in_place(kernel):
         assert np.array_equal(view, ref) and not frame[:, :5].any() and not frame[:, w + 5:].any(), w
 
 
+def test_writes_no_pixel_past_its_columns(kernel):
+    """A row of ``cols`` pixels whose frame's vector columns run on past it (a box ending left of the frame's
+    vector part): the kernel writes its ``cols`` pixels only, in place or into another buffer. The warp's
+    ``finish`` relies on it: the pixels beside the box hold their final colour already, and the source rows
+    beside the box are not pixels at all. (It once ran its last whole 64-pixel block on past the row.)"""
+    run, _ = kernel
+    rng = np.random.default_rng(2)
+    lut = _luts()[1]
+    b = hsv.vector_block() or 64
+    for w in (100, 130, 64, 30):
+        wide = rng.integers(0, 256, (4, w + 64, 3), np.uint8)  # Ultralytics' frame: its vector part runs on
+        thi = (w + 64) // b * b
+        ref = _three_passes(wide, lut, True)[:, :w]
+        frame = np.full((4, w + 80, 3), 7, np.uint8)
+        frame[:, :w] = wide[:, :w]
+        view = frame[:, :w]
+        run(view, lut, 0, thi, True, out=view)
+        assert np.array_equal(view, ref) and (frame[:, w:] == 7).all(), w
+        dst = np.full((4, w + 80, 3), 9, np.uint8)
+        run(wide[:, :w], lut, 0, thi, True, out=dst[:, :w])
+        assert np.array_equal(dst[:, :w], ref) and (dst[:, w:] == 9).all(), w
+
+
 def _ultralytics_frame(frame_bgr, r, flip_lr):
     """Ultralytics' RandomHSV on the whole frame with gains giving ``r``, then its RandomFlip and Format's RGB."""
     from ultralytics.data.augment import RandomFlip, RandomHSV

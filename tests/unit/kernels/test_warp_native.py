@@ -7,6 +7,7 @@ of the composed canvas window, the painters' OpenCV route.
   fill a vector.
 * A numpy model: OpenCV maps the output pixels in double and rounds only the fractional parts to float; the
   reading of OpenCV's newer sources (coordinates in float, with FMA) differs on some pixels.
+* The HSV step run inside the kernel on the box's rows (``finish``): the bytes of the warp then ``apply_hsv``.
 * ``warp_pastes`` (the painters' call): matrices with rotation or shear and tiles without contiguous rows go to
   the canvas route, counted; the route in the engine's stats and ``YOLO_LOADER_WARP=opencv``.
 """
@@ -18,7 +19,7 @@ import numpy as np
 import pytest
 
 from loader.dataset import build_index
-from loader.kernels import opencv, warp
+from loader.kernels import hsv, opencv, warp
 from loader.plan import Planner, translate
 
 from engine_route import assert_vbmi_route
@@ -105,6 +106,43 @@ def test_kernel_writes_outer_above_and_below_the_box(demo_set, kernel, imgsz, hy
     out = np.zeros((imgsz, imgsz, 3), np.uint8)
     warp.run_native(fn, images, pastes, whw, M, out, vector, fma, (0, 0, 0, 0), 7)
     assert (out == 7).all()
+
+
+@pytest.mark.parametrize("imgsz,hyp", [(896, {}), (320, {"scale": 0.9, "translate": 0.45})])
+def test_finish_colours_the_box_as_apply_hsv_does(demo_set, kernel, imgsz, hyp, monkeypatch):
+    """``finish`` (the HSV kernel on the box's rows, 16 at a time, as the warp makes them): the bytes of the warp
+    followed by ``apply_hsv`` on the box, and the colour 114 takes after HSV everywhere else (``outer``), in both
+    channel orders, flipped frames or not, boxes whose height is no multiple of 16."""
+    fn, vector = kernel
+    fma = warp._setup()["fma"]
+    if hsv.kernel() != "native":  # a CPU without AVX-512 VBMI: the kernel's per-pixel code, exact too
+        hfn = hsv.native_kernel()[0]
+        monkeypatch.setattr(hsv._setup, "value", dict(hsv._setup(), fn=hfn, fma=hsv._self_check(hfn, 0)))
+    rng = np.random.default_rng(imgsz)
+    n, flipped, partial = 0, 0, 0
+    for images, pastes, whw, M, canvas, box in _mosaics(demo_set, imgsz, hyp, 12):
+        r = rng.uniform(-1, 1, 3) * [0.5, 0.9, 0.9]
+        to_rgb, flip_lr = bool(n % 2), bool(M[0, 0] < 0)
+        planar = hsv.planar_luts(hsv.hsv_luts_batch(r))[0]
+        grey = np.full((1, 1, 3), 114, np.uint8)
+        hsv.apply_hsv(grey, r, to_rgb)
+        want = warp.reference(canvas, M, (imgsz, imgsz))
+        hsv.apply_hsv(want, r, to_rgb, box=box, flip_lr=flip_lr)
+        Y0, Y1, X0, X1 = box
+        inside = np.zeros(want.shape[:2], bool)
+        inside[Y0:Y1, X0:X1] = True
+        want[~inside] = grey[0, 0]
+        for vec in ((True, False) if vector else (False,)):
+            if not vec and imgsz == 896 and n % 3:  # the slow reference code on a third of the large ones
+                continue
+            out = np.zeros_like(want)
+            finish = hsv.row_finisher(planar, to_rgb, imgsz, flip_lr)
+            warp.run_native(fn, images, pastes, whw, M, out, vec, fma, box, int(grey[0, 0, 0]), finish)
+            assert np.array_equal(out, want), (box, vec, to_rgb, flip_lr, int((out != want).any(2).sum()))
+        n += 1
+        flipped += flip_lr
+        partial += (Y1 - Y0) % 16 != 0 and X1 - X0 < imgsz
+    assert n >= 6 and flipped >= 1 and partial >= 2, (n, flipped, partial)
 
 
 def test_kernel_on_odd_output_widths(kernel):
