@@ -103,6 +103,8 @@ MUTANTS = {
                                       "tests/unit/kernels/test_warp_native.py tests/unit/kernels/test_batch_geometry.py"),
     "warp-finish-beside-box-grey": ("loader/kernels/warp.c", "int side = finish ? outer : FILL,", "int side = FILL,",
                                     "tests/unit/kernels/test_warp_native.py tests/unit/kernels/test_batch_geometry.py"),
+    "warp-stream-fill-short-tail": ("loader/kernels/warp.c", "memset(d + i, v, n - i);", "memset(d + i, v, n - i - 1);",
+                                    "tests/unit/kernels/test_warp_native.py"),
     "hsv-block-past-row": ("loader/kernels/hsv.c", "if (x >= tlo && x + 64 <= thi && x + 64 <= n) {",
                            "if (x >= tlo && x + 64 <= thi) {", "tests/unit/kernels/test_hsv_native.py"),
     "painter-beside-box-left-grey": ("loader/kernels/opencv.py",

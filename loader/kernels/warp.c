@@ -172,7 +172,34 @@ static void vrow_avx512(const float *H0, const float *H1, uint8_t *D, int n, flo
     }
     vrow_scalar(H0 + e, H1 + e, D + e, n - e, beta);
 }
+
+/* n bytes of v at d, the whole cache lines among them streamed (no read for ownership of lines nobody reads
+   before the batch is consumed); the caller fences before returning. */
+__attribute__((target("avx512f")))
+static void fill_stream(uint8_t *d, int v, size_t n) {
+    size_t head = (0 - (uintptr_t)d) & 63;
+    if (head >= n) {
+        memset(d, v, n);
+        return;
+    }
+    memset(d, v, head);
+    __m512i z = _mm512_set1_epi8((char)v);
+    size_t i = head;
+    for (; i + 64 <= n; i += 64) _mm512_stream_si512((void *)(d + i), z);
+    memset(d + i, v, n - i);
+}
 #endif
+
+/* n bytes of v at d: streamed where the AVX-512 code runs (vec), else memset. */
+static void fill(uint8_t *d, int v, size_t n, int vec) {
+#ifdef HAVE_X86
+    if (vec) {
+        fill_stream(d, v, n);
+        return;
+    }
+#endif
+    memset(d, v, n);
+}
 
 int warp_vector(void) { return cpu_avx512_vbmi(); }
 
@@ -266,7 +293,7 @@ int warp_scaled(uint8_t *dst, long dstep, int H, int W, const double *M, int fma
     for (int y = 0; y < H; y++) {
         uint8_t *D = dst + (long)y * dstep;
         if (y < Y0 || y >= Y1) {
-            memset(D, outer, 3 * (size_t)W);
+            fill(D, outer, 3 * (size_t)W, vec);
             continue;
         }
         double sy = fma_y ? fma(A[4], (double)y, A[5]) : A[4] * y + A[5];  /* A3 = 0: the column adds nothing */
@@ -297,8 +324,8 @@ int warp_scaled(uint8_t *dst, long dstep, int H, int W, const double *M, int fma
         else
 #endif
             vrow_scalar(Hr[slot[0]] + e0, Hr[slot[1]] + e0, T + e0, 3 * (X1 - X0), beta);
-        memset(D, side, 3 * (size_t)X0);
-        memset(D + 3L * X1, side, 3 * (size_t)(W - X1));
+        fill(D, side, 3 * (size_t)X0, vec);
+        fill(D + 3L * X1, side, 3 * (size_t)(W - X1), vec);
         if (finish && (y + 1 - b0 == BAND || y + 1 == Y1)) {
             finish(band + e0, bstep, dst + (long)b0 * dstep + e0, dstep, y + 1 - b0, X1 - X0, lut, tlo - X0, thi - X0,
                    to_rgb, ffma);
@@ -307,6 +334,7 @@ int warp_scaled(uint8_t *dst, long dstep, int H, int W, const double *M, int fma
     }
 #ifdef HAVE_X86
     free(ch);
+    if (vec) _mm_sfence();  /* the streamed lines visible before the caller's next step (or thread) reads them */
 #endif
     free(ix); free(alpha); free(rows); free(band);
     return 0;
