@@ -133,7 +133,8 @@ def _decide() -> dict:
     fn, fma, why = native.choose(built, "YOLO_LOADER_HSV", lambda fn: _self_check(fn, block), "HSV",
                                  "HSV jitter runs through OpenCV's three passes (about 2x slower than the one-pass "
                                  "kernel)")
-    return {"fn": fn, "fma": fma, "block": block, "why": why}
+    return {"fn": fn, "fma": fma, "block": block, "why": why,
+            "address": None if fn is None else ctypes.cast(fn, ctypes.c_void_p).value}
 
 
 _setup = native.Once(_decide)  # every sample asks: no lock once it is set
@@ -173,7 +174,7 @@ def row_finisher(planar: np.ndarray, to_rgb: bool, frame_w: int, flip_lr: bool =
     if s["fn"] is None:
         return None
     lo, hi = vector_columns(frame_w, flip_lr, s["block"] or 0)
-    return ctypes.cast(s["fn"], ctypes.c_void_p).value, planar.ctypes.data, lo, hi, int(to_rgb), s["fma"]
+    return s["address"], planar.ctypes.data, lo, hi, int(to_rgb), s["fma"]
 
 
 def apply_hsv(frame: np.ndarray, r: np.ndarray | None, to_rgb: bool, lut: np.ndarray | None = None,

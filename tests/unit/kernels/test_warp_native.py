@@ -14,6 +14,8 @@ of the composed canvas window, the painters' OpenCV route.
 
 from __future__ import annotations
 
+import ctypes
+
 import cv2
 import numpy as np
 import pytest
@@ -117,7 +119,8 @@ def test_finish_colours_the_box_as_apply_hsv_does(demo_set, kernel, imgsz, hyp, 
     fma = warp._setup()["fma"]
     if hsv.kernel() != "native":  # a CPU without AVX-512 VBMI: the kernel's per-pixel code, exact too
         hfn = hsv.native_kernel()[0]
-        monkeypatch.setattr(hsv._setup, "value", dict(hsv._setup(), fn=hfn, fma=hsv._self_check(hfn, 0)))
+        monkeypatch.setattr(hsv._setup, "value", dict(hsv._setup(), fn=hfn, fma=hsv._self_check(hfn, 0),
+                                                      address=ctypes.cast(hfn, ctypes.c_void_p).value))
     rng = np.random.default_rng(imgsz)
     n, flipped, partial = 0, 0, 0
     for images, pastes, whw, M, canvas, box in _mosaics(demo_set, imgsz, hyp, 12):
