@@ -173,6 +173,28 @@ def _stock_and_ours(a, base: dict, cache: str | None) -> list:
     return out
 
 
+def select(specs: list, only: str | None) -> list:
+    """The contenders ``--only`` names (all without it). A name that is no contender of this run is said, with the
+    run's contenders (the cached rows exist only with ``--cache``; a stock row capped to an earlier one's process
+    count is not run twice); a selection of none stops the run: it once printed an empty table."""
+    if not only:
+        return specs
+    keep = [n.strip() for n in only.split(",") if n.strip()]
+    names = [s.name for s, _ in specs]
+    unknown = [n for n in keep if n not in names]
+    chosen = [(s, r) for s, r in specs if s.name in keep]
+    if unknown:
+        hint = " (cached rows and cached-ceiling need --cache disk or --cache ram)" if any(
+            n.endswith(("-disk", "-ram")) or n == "cached-ceiling" for n in unknown) else ""
+        msg = f"--only: {', '.join(unknown)} not among this run's contenders{hint}: {', '.join(names)}"
+        if not chosen:
+            raise SystemExit(msg)
+        print(f"{msg}; running {', '.join(s.name for s, _ in chosen)}", flush=True)
+    if not chosen:
+        raise SystemExit("--only names no contender")
+    return chosen
+
+
 def memory_guard(spec: RunSpec) -> dict | None:
     """A forced stock row that would not fit this machine's memory: its row (not run, projection), else None."""
     import psutil
@@ -263,10 +285,7 @@ def run(a) -> int:
 
         return child_main(a.child, a.result)
     _apply_preset(a)
-    specs = contenders(a)
-    if a.only:
-        keep = set(a.only.split(","))
-        specs = [(s, r) for s, r in specs if s.name in keep]
+    specs = select(contenders(a), a.only)
     n_rounds = max((r for _, r in specs), default=0)
     rounds, total, k = [], sum(r for _, r in specs), 0
     t_start = time.perf_counter()

@@ -103,6 +103,28 @@ def test_seed_preset_compares_the_reported_disk_cache_setting(demo_set):
     assert not [s for s, _ in contenders(b) if s.cache]
 
 
+def test_only_naming_no_contender_is_said(demo_set, capsys):
+    """``--only`` with rows this run does not have (a cached row without ``--cache``): said with the run's
+    contenders; a selection of none stops the run (it once ran nothing and printed an empty table)."""
+    import argparse
+
+    from integration.bench.main import _apply_preset, add_arguments, contenders, select
+
+    ap = argparse.ArgumentParser()
+    add_arguments(ap)
+    a = ap.parse_args(["--data", str(demo_set), "--cache", "none"])
+    _apply_preset(a)
+    specs = contenders(a)
+    with pytest.raises(SystemExit, match=r"cpu-auto-disk not among this run's contenders \(cached rows .*--cache"):
+        select(specs, "cached-ceiling,cpu-auto-disk")
+    with pytest.raises(SystemExit, match="names no contender"):
+        select(specs, ",")
+    assert [s.name for s, _ in select(specs, "cpu-auto,cpu-auto-disk")] == ["cpu-auto"]
+    assert "cpu-auto-disk not among this run's contenders" in capsys.readouterr().out
+    assert [s.name for s, _ in select(specs, "cpu-auto,decode-only")] == ["decode-only", "cpu-auto"]
+    assert select(specs, None) == specs
+
+
 def test_training_rows_and_their_ceiling(quick_run):
     """Real Ultralytics iterations with the stock loader, ours, and pre-made batches on the device (the ceiling)."""
     cwd, out = quick_run
