@@ -12,7 +12,7 @@ import threading
 import time
 from pathlib import Path
 
-from loader.memory import tree_cpu_seconds, tree_minor_faults, tree_pss, tree_pss_file
+from loader.memory import tree_cpu_seconds, tree_minor_faults, tree_pss_parts
 
 from .contenders import build, cached_ceiling, decode_only
 from .spec import RunSpec
@@ -42,8 +42,9 @@ class TreeMeter:
 
     def _run(self):
         while not self._stop.is_set():
-            self.samples.append((time.perf_counter(), tree_pss()))
-            self.file_peak = max(self.file_peak, tree_pss_file())
+            pss, file = tree_pss_parts()  # one walk of the mappings per sample (they cost the kernel ~10 ms each)
+            self.samples.append((time.perf_counter(), pss))
+            self.file_peak = max(self.file_peak, file)
             self._stop.wait(self.period)
 
     def close(self):

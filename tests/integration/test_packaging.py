@@ -97,6 +97,25 @@ def test_tree_minor_faults_count_children_and_keep_exited_ones():
     assert tree_minor_faults(seen=seen) >= during  # exited: its last reading stays in
 
 
+def test_tree_pss_parts_read_the_rollup_as_psutil_reads_smaps(tmp_path):
+    """PSS from one read of smaps_rollup per process (the bench's meter, once a second) agrees with psutil's sum
+    over the full smaps; its file-backed part grows with a mapped file's pages."""
+    import mmap
+
+    import psutil
+
+    from loader.memory import tree_pss_parts
+
+    pss, file = tree_pss_parts()
+    assert abs(pss - psutil.Process().memory_full_info().pss) < 16 << 20, (pss, file)
+    path = tmp_path / "mapped"
+    path.write_bytes(b"\1" * (48 << 20))
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+        assert sum(m[i] for i in range(0, len(m), 4096)) == len(m) // 4096  # every page mapped in
+        pss2, file2 = tree_pss_parts()
+        assert file2 > file + (40 << 20) and pss2 > pss + (40 << 20), (file, file2, pss, pss2)
+
+
 def test_tree_pss_counts_children():
     from loader.memory import tree_pss
 
