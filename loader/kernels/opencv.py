@@ -13,7 +13,8 @@ Ultralytics (``tests/parity/test_parity_ultralytics.py``): the canvas route is o
 levels on ~1e-5 of the pixels. The canvas costs a copy of the visible window (the window buffer is reused
 per painter thread); ``benchmarks/host_path.py`` and ``yolo-loader bench`` measure the price. For matrices
 without rotation or shear (Ultralytics' default augmentation) ``BatchGeometry`` skips that copy: ``warp.py``
-gives the same bytes as warping the composed window, reading the tiles in place.
+gives the same bytes as warping the composed window, reading the tiles in place, and with the native HSV kernel
+runs the colour step inside it, on the box's rows as they are made (``hsv.row_finisher``).
 """
 
 from __future__ import annotations
