@@ -108,7 +108,7 @@ def _self_check(fn, block: int) -> int | None:
     for fma in (1, 0):
         ok = True
         for img, lut, to_rgb, hi, ref in cases:
-            planar = np.ascontiguousarray(lut.T)
+            planar = planar_luts(lut)[0]
             for x0 in (0, 3):  # the whole rows, and rows from column 3 (vector blocks cut at both ends)
                 src = img[:, x0:]
                 out = np.empty_like(src)
@@ -197,7 +197,7 @@ def apply_hsv(frame: np.ndarray, r: np.ndarray | None, to_rgb: bool, lut: np.nda
     lo, hi = vector_columns(W, flip_lr, s["block"] or 0)
     if s["fn"] is not None and frame.strides[1] == 3 and frame.strides[2] == 1:
         roi = frame[Y0:Y1, X0:X1]
-        planar = np.ascontiguousarray(lut.T)
+        planar = planar_luts(lut)[0]
         s["fn"](roi.ctypes.data, roi.strides[0], roi.ctypes.data, roi.strides[0], Y1 - Y0, X1 - X0,
                 planar.ctypes.data, lo - X0, hi - X0, int(to_rgb), s["fma"])
         return
